@@ -1,0 +1,647 @@
+//! The callback-style realtime connection (what `fal.realtime.connect` does in
+//! JS): lazy connect on the first send, latest-wins while connecting,
+//! throttled sends, token refresh, reconnect on the next send after any close.
+//!
+//! One task per connection owns the socket and runs every callback, so a
+//! result reaches the handler on the thread that read it (no thread hop), and
+//! a `send` made from inside a callback is written as soon as the callback returns.
+
+use crate::client::{fetch_token, open_target, with_timeout, RealtimeOptions, Target, Token};
+use crate::codec::{self, Frame, Incoming, Message};
+use crate::error::{Error, ErrorKind, Result};
+use crate::session::{close_error, decode_frame, lost, to_ws};
+use crate::stats::{Stats, StatsCell};
+use crate::throttle::Throttle;
+use crate::transport::{ws_error, WsStream};
+use crate::{Decoder, Encoder};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{sleep_until, Instant};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Receives what a callback-style connection produces.
+///
+/// Every method runs on a runtime thread (the thread that read the frame),
+/// never concurrently for one connection. Methods may call
+/// [`RealtimeConnection::send`] and [`RealtimeConnection::close`] re-entrantly.
+/// A panic inside a method is caught and logged; the connection keeps going.
+pub trait RealtimeHandler: Send + Sync + 'static {
+    /// A result from the app.
+    fn on_result(&self, message: Message);
+    /// An error: server errors, abnormal closes, undecodable frames, failed
+    /// connects and token refreshes. The connection reconnects on the next send.
+    fn on_error(&self, error: Error) {
+        log::warn!("fal-realtime: {error}");
+    }
+    /// The connection state changed.
+    fn on_state(&self, state: ConnectionState) {
+        let _ = state;
+    }
+}
+
+type ResultFn = Box<dyn Fn(Message) + Send + Sync>;
+type ErrorFn = Box<dyn Fn(Error) + Send + Sync>;
+type StateFn = Box<dyn Fn(ConnectionState) + Send + Sync>;
+
+/// A [`RealtimeHandler`] made of closures.
+pub struct FnHandler {
+    on_result: ResultFn,
+    on_error: Option<ErrorFn>,
+    on_state: Option<StateFn>,
+}
+
+impl FnHandler {
+    /// A handler calling `f` for every result.
+    pub fn new(f: impl Fn(Message) + Send + Sync + 'static) -> Self {
+        FnHandler {
+            on_result: Box::new(f),
+            on_error: None,
+            on_state: None,
+        }
+    }
+
+    /// Also call `f` for every error.
+    pub fn on_error(mut self, f: impl Fn(Error) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Box::new(f));
+        self
+    }
+
+    /// Also call `f` on every state change.
+    pub fn on_state(mut self, f: impl Fn(ConnectionState) + Send + Sync + 'static) -> Self {
+        self.on_state = Some(Box::new(f));
+        self
+    }
+}
+
+impl RealtimeHandler for FnHandler {
+    fn on_result(&self, message: Message) {
+        (self.on_result)(message)
+    }
+    fn on_error(&self, error: Error) {
+        match &self.on_error {
+            Some(f) => f(error),
+            None => log::warn!("fal-realtime: {error}"),
+        }
+    }
+    fn on_state(&self, state: ConnectionState) {
+        if let Some(f) = &self.on_state {
+            f(state)
+        }
+    }
+}
+
+struct NoopHandler;
+impl RealtimeHandler for NoopHandler {
+    fn on_result(&self, _: Message) {}
+    fn on_error(&self, _: Error) {}
+}
+
+/// The state of a callback-style connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ConnectionState {
+    /// Created, nothing sent yet.
+    Idle = 0,
+    /// Fetching a token.
+    Authenticating = 1,
+    /// Opening the WebSocket.
+    Connecting = 2,
+    /// Open: sends go out (throttled).
+    Open = 3,
+    /// Closed (by the caller, the server, or an error). The next send reconnects.
+    Closed = 4,
+}
+
+impl ConnectionState {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => ConnectionState::Authenticating,
+            2 => ConnectionState::Connecting,
+            3 => ConnectionState::Open,
+            4 => ConnectionState::Closed,
+            _ => ConnectionState::Idle,
+        }
+    }
+
+    /// A short stable name, e.g. `"open"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::Idle => "idle",
+            ConnectionState::Authenticating => "authenticating",
+            ConnectionState::Connecting => "connecting",
+            ConnectionState::Open => "open",
+            ConnectionState::Closed => "closed",
+        }
+    }
+}
+
+thread_local! {
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread is inside a handler callback of this library.
+pub fn in_callback() -> bool {
+    IN_CALLBACK.with(Cell::get)
+}
+
+enum Cmd {
+    Send(Frame),
+    Close,
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub(crate) struct Shared {
+    handler: Mutex<Arc<dyn RealtimeHandler>>,
+    pub(crate) stats: StatsCell,
+    state: AtomicU8,
+}
+
+impl Shared {
+    fn handler(&self) -> Arc<dyn RealtimeHandler> {
+        self.handler.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn set_handler(&self, h: Arc<dyn RealtimeHandler>) {
+        let old = std::mem::replace(&mut *self.handler.lock().unwrap_or_else(|p| p.into_inner()), h);
+        drop(old);
+    }
+
+    fn call(&self, f: impl FnOnce(&dyn RealtimeHandler)) {
+        let h = self.handler();
+        let prev = IN_CALLBACK.with(|c| c.replace(true));
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&*h))).is_err() {
+            log::error!("fal-realtime: a connection callback panicked; the connection keeps going");
+        }
+        IN_CALLBACK.with(|c| c.set(prev));
+    }
+
+    fn emit_result(&self, m: Message) {
+        StatsCell::inc(&self.stats.results);
+        self.call(|h| h.on_result(m));
+    }
+
+    fn emit_error(&self, e: Error) {
+        StatsCell::inc(&self.stats.errors);
+        self.call(|h| h.on_error(e));
+    }
+
+    fn set_state(&self, s: ConnectionState) {
+        let old = self.state.swap(s as u8, Ordering::AcqRel);
+        if old != s as u8 {
+            self.call(|h| h.on_state(s));
+        }
+    }
+
+    /// Final shutdown: no more callbacks; drop the handler (runs host finalizers).
+    fn retire(&self) {
+        self.set_state(ConnectionState::Closed);
+        self.set_handler(Arc::new(NoopHandler));
+    }
+}
+
+pub(crate) struct Inner {
+    tx: mpsc::UnboundedSender<Cmd>,
+    pub(crate) shared: Arc<Shared>,
+    encoder: Option<Encoder>,
+}
+
+/// A handle to a callback-style realtime connection.
+///
+/// Cheap to clone; all clones refer to one connection. Thread-safe: `send`
+/// and `close` never block and may be called from any thread, including
+/// from inside the connection's own callbacks. The connection shuts down
+/// (closing the socket with 1000) when the last handle is dropped.
+#[derive(Clone)]
+pub struct RealtimeConnection {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RealtimeConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeConnection")
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl RealtimeConnection {
+    pub(crate) fn open(
+        target: Target,
+        options: RealtimeOptions,
+        handler: Arc<dyn RealtimeHandler>,
+    ) -> Result<Self> {
+        let client = target.client.clone();
+        let Some(key) = options.connection_key.clone() else {
+            return Ok(Self::spawn(target, &options, handler));
+        };
+        let mut reg = client.registry.lock().unwrap_or_else(|p| p.into_inner());
+        reg.retain(|_, w| w.strong_count() > 0);
+        if let Some(inner) = reg.get(&key).and_then(Weak::upgrade) {
+            inner.shared.set_handler(handler);
+            return Ok(RealtimeConnection { inner });
+        }
+        let conn = Self::spawn(target, &options, handler);
+        reg.insert(key, Arc::downgrade(&conn.inner));
+        Ok(conn)
+    }
+
+    fn spawn(target: Target, options: &RealtimeOptions, handler: Arc<dyn RealtimeHandler>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            handler: Mutex::new(handler),
+            stats: StatsCell::new(),
+            state: AtomicU8::new(ConnectionState::Idle as u8),
+        });
+        let actor = Actor {
+            target,
+            decoder: options.decoder.clone(),
+            throttle: Throttle::new(options.throttle_interval),
+            shared: shared.clone(),
+            rx,
+            pending: None,
+            token: None,
+        };
+        crate::runtime::handle().spawn(actor.run());
+        RealtimeConnection {
+            inner: Arc::new(Inner {
+                tx,
+                shared,
+                encoder: options.encoder.clone(),
+            }),
+        }
+    }
+
+    /// Encode `input` as msgpack and queue it. Never blocks. Encoding errors
+    /// are returned here; connection errors go to the handler.
+    pub fn send<T: Serialize + ?Sized>(&self, input: &T) -> Result<()> {
+        self.send_msgpack(codec::encode(input)?)
+    }
+
+    /// Queue msgpack bytes (through the custom encoder, if any).
+    pub fn send_msgpack(&self, bytes: Bytes) -> Result<()> {
+        let frame = match &self.inner.encoder {
+            Some(enc) => enc(bytes)?,
+            None => Frame::Binary(bytes),
+        };
+        self.send_frame(frame)
+    }
+
+    /// Convert JSON text to msgpack and queue it.
+    pub fn send_json(&self, json: &str) -> Result<()> {
+        self.send_msgpack(codec::json_to_msgpack(json)?)
+    }
+
+    /// Queue a frame as is (bypasses the encoder).
+    pub fn send_frame(&self, frame: Frame) -> Result<()> {
+        self.inner
+            .tx
+            .send(Cmd::Send(frame))
+            .map_err(|_| Error::new(ErrorKind::NotConnected, "the connection was shut down"))
+    }
+
+    /// Close the socket with code 1000 (from any state, also while
+    /// connecting) and drop any pending throttled input. The next send reconnects.
+    pub fn close(&self) {
+        let _ = self.inner.tx.send(Cmd::Close);
+    }
+
+    /// Close and stop the connection task for good; resolves once no callback
+    /// can run any more and the handler was dropped. Later sends fail with
+    /// [`ErrorKind::NotConnected`]. Do not await this from inside a callback.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Cmd::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Request a shutdown without waiting for it.
+    pub fn shutdown_nowait(&self) {
+        let (tx, _rx) = oneshot::channel();
+        let _ = self.inner.tx.send(Cmd::Shutdown(tx));
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        ConnectionState::from_u8(self.inner.shared.state.load(Ordering::Acquire))
+    }
+
+    /// Counters of this connection.
+    pub fn stats(&self) -> Stats {
+        self.inner.shared.stats.snapshot()
+    }
+
+    /// Replace the handler.
+    pub fn set_handler(&self, handler: Arc<dyn RealtimeHandler>) {
+        self.inner.shared.set_handler(handler);
+    }
+
+    /// How many handles refer to this connection.
+    pub fn handle_count(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+}
+
+type TokenFut = Pin<Box<dyn Future<Output = Result<Token>> + Send>>;
+
+/// How the open loop ended.
+enum Next {
+    /// Back to idle (closed); reconnect on the next send (or at once if an input is pending).
+    Idle,
+    /// Stop the task.
+    Exit,
+}
+
+struct Actor {
+    target: Target,
+    decoder: Option<Decoder>,
+    throttle: Throttle,
+    shared: Arc<Shared>,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    /// The latest input not yet sent.
+    pending: Option<Frame>,
+    token: Option<Token>,
+}
+
+async fn opt_fut<T>(f: &mut Option<Pin<Box<dyn Future<Output = T> + Send>>>) -> T {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365)
+}
+
+async fn graceful_close(ws: &mut WsStream) {
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+}
+
+impl Actor {
+    fn queue(&mut self, f: Frame) {
+        if self.pending.replace(f).is_some() {
+            StatsCell::inc(&self.shared.stats.inputs_replaced);
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            // Idle: wait for an input unless one is pending.
+            while self.pending.is_none() {
+                match self.rx.recv().await {
+                    None => return,
+                    Some(Cmd::Send(f)) => self.pending = Some(f),
+                    Some(Cmd::Close) => {}
+                    Some(Cmd::Shutdown(done)) => {
+                        self.shared.retire();
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+            let ws = match self.connect().await {
+                Ok(ws) => ws,
+                Err(Next::Idle) => continue,
+                Err(Next::Exit) => return,
+            };
+            match self.open_loop(ws).await {
+                Next::Idle => continue,
+                Next::Exit => return,
+            }
+        }
+    }
+
+    /// Connecting: fetch a token if needed and open the socket, while
+    /// accepting commands (latest input wins, close aborts).
+    async fn connect(&mut self) -> std::result::Result<WsStream, Next> {
+        let target = self.target.clone();
+        let shared = self.shared.clone();
+        let cached = self.token.take();
+        let needs_token = target.use_jwt && !cached.as_ref().is_some_and(Token::is_fresh);
+        shared.set_state(if needs_token {
+            ConnectionState::Authenticating
+        } else {
+            ConnectionState::Connecting
+        });
+        let open_timeout = target.client.config.open_timeout;
+        let fut = with_timeout(open_timeout, async move {
+            let tok = match cached {
+                Some(t) if t.is_fresh() || !target.use_jwt => Some(t),
+                _ if target.use_jwt => {
+                    let t = fetch_token(&target).await?;
+                    StatsCell::inc(&shared.stats.token_fetches);
+                    Some(t)
+                }
+                _ => None,
+            };
+            shared.set_state(ConnectionState::Connecting);
+            let (ws, tok) = open_target(&target, tok).await?;
+            Ok((ws, tok))
+        });
+        tokio::pin!(fut);
+        loop {
+            tokio::select! {
+                biased;
+                cmd = self.rx.recv() => match cmd {
+                    None => return Err(Next::Exit),
+                    Some(Cmd::Send(f)) => self.queue(f),
+                    Some(Cmd::Close) => {
+                        self.pending = None;
+                        self.shared.set_state(ConnectionState::Closed);
+                        return Err(Next::Idle);
+                    }
+                    Some(Cmd::Shutdown(done)) => {
+                        self.shared.retire();
+                        let _ = done.send(());
+                        return Err(Next::Exit);
+                    }
+                },
+                res = &mut fut => match res {
+                    Ok((ws, tok)) => {
+                        self.token = tok;
+                        return Ok(ws);
+                    }
+                    Err(e) => {
+                        self.pending = None;
+                        self.shared.emit_error(e);
+                        self.shared.set_state(ConnectionState::Closed);
+                        return Err(Next::Idle);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&mut self, ws: &mut WsStream, f: Frame) -> Result<()> {
+        let n = f.len();
+        ws.send(to_ws(f))
+            .await
+            .map_err(|e| ws_error("could not send", e))?;
+        self.shared.stats.sent(n);
+        self.throttle.record_send(Instant::now());
+        Ok(())
+    }
+
+    fn refresh_deadline(&self, after_failure: bool) -> Option<Instant> {
+        let t = self.token.as_ref()?;
+        let life = t.life?;
+        Some(if after_failure {
+            Instant::now() + life.mul_f64(0.05)
+        } else {
+            t.fetched_at + life.mul_f64(0.9)
+        })
+    }
+
+    /// The socket is lost: report and go idle.
+    fn lost(&mut self, e: Error) -> Next {
+        self.shared.emit_error(e);
+        self.shared.set_state(ConnectionState::Closed);
+        Next::Idle
+    }
+
+    async fn open_loop(&mut self, mut ws: WsStream) -> Next {
+        StatsCell::inc(&self.shared.stats.connects);
+        self.throttle.reset();
+        self.shared.set_state(ConnectionState::Open);
+        let mut refresh_at = self.refresh_deadline(false);
+        let mut refresh: Option<TokenFut> = None;
+        if let Some(f) = self.pending.take() {
+            if let Err(e) = self.write(&mut ws, f).await {
+                return self.lost(e);
+            }
+        }
+        loop {
+            let send_at = if self.pending.is_some() {
+                self.throttle.ready_at(Instant::now())
+            } else {
+                None
+            };
+            if self.pending.is_some() && send_at.is_none() {
+                let f = self.pending.take().unwrap_or_else(|| Frame::Binary(Bytes::new()));
+                if let Err(e) = self.write(&mut ws, f).await {
+                    return self.lost(e);
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                cmd = self.rx.recv() => match cmd {
+                    None => {
+                        graceful_close(&mut ws).await;
+                        return Next::Exit;
+                    }
+                    Some(Cmd::Shutdown(done)) => {
+                        graceful_close(&mut ws).await;
+                        self.shared.retire();
+                        let _ = done.send(());
+                        return Next::Exit;
+                    }
+                    Some(Cmd::Close) => {
+                        self.pending = None;
+                        graceful_close(&mut ws).await;
+                        self.shared.set_state(ConnectionState::Closed);
+                        return Next::Idle;
+                    }
+                    Some(Cmd::Send(f)) => {
+                        if self.throttle.ready_at(Instant::now()).is_none() {
+                            if let Err(e) = self.write(&mut ws, f).await {
+                                return self.lost(e);
+                            }
+                        } else {
+                            self.queue(f);
+                        }
+                    }
+                },
+                _ = sleep_until(send_at.unwrap_or_else(far_future)), if send_at.is_some() => {
+                    if let Some(f) = self.pending.take() {
+                        if let Err(e) = self.write(&mut ws, f).await {
+                            return self.lost(e);
+                        }
+                    }
+                }
+                msg = ws.next() => {
+                    let frame = match msg {
+                        None => return self.lost(lost()),
+                        Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => {
+                            self.shared.set_state(ConnectionState::Closed);
+                            return Next::Idle;
+                        }
+                        Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(_)))
+                        | Some(Err(tokio_tungstenite::tungstenite::Error::Io(_))) => return self.lost(lost()),
+                        Some(Err(e)) => return self.lost(ws_error("the connection failed", e)),
+                        Some(Ok(WsMessage::Binary(b))) => Frame::Binary(b),
+                        Some(Ok(WsMessage::Text(t))) => Frame::Text(t.as_str().to_string()),
+                        Some(Ok(WsMessage::Close(cf))) => {
+                            if let Some(e) = close_error(cf.as_ref()) {
+                                self.shared.emit_error(e);
+                            }
+                            // Let tungstenite send its close reply.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                            self.shared.set_state(ConnectionState::Closed);
+                            return Next::Idle;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    self.shared.stats.received(frame.len());
+                    match decode_frame(&self.decoder, frame) {
+                        Incoming::Result(m) => self.shared.emit_result(m),
+                        Incoming::Control { timing } => {
+                            if let Some(t) = timing {
+                                self.shared.stats.set_timing(t);
+                            }
+                        }
+                        Incoming::Timeout => {
+                            // Idle session closed by the server: not an error.
+                            graceful_close(&mut ws).await;
+                            self.shared.set_state(ConnectionState::Closed);
+                            return Next::Idle;
+                        }
+                        Incoming::Unauthorized(e) => {
+                            self.token = None;
+                            self.pending = None;
+                            graceful_close(&mut ws).await;
+                            self.shared.emit_error(e);
+                            self.shared.set_state(ConnectionState::Closed);
+                            return Next::Idle;
+                        }
+                        Incoming::ServerError(e) | Incoming::Undecodable(e) => self.shared.emit_error(e),
+                    }
+                }
+                _ = sleep_until(refresh_at.unwrap_or_else(far_future)), if refresh_at.is_some() && refresh.is_none() => {
+                    let target = self.target.clone();
+                    refresh = Some(Box::pin(async move { fetch_token(&target).await }));
+                    refresh_at = None;
+                }
+                res = opt_fut(&mut refresh), if refresh.is_some() => {
+                    refresh = None;
+                    match res {
+                        Ok(t) => {
+                            StatsCell::inc(&self.shared.stats.token_fetches);
+                            self.token = Some(t);
+                            refresh_at = self.refresh_deadline(false);
+                        }
+                        Err(e) => {
+                            self.shared.emit_error(Error::new(e.kind(), format!("token refresh failed (will retry): {}", e.message())));
+                            refresh_at = self.refresh_deadline(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! I/O plumbing shared by every connection: TLS configuration, the small
+//! HTTP/1.1 client for the token endpoint, and WebSocket opening.
+
+use crate::auth::USER_AGENT;
+use crate::error::{Error, ErrorKind, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The WebSocket stream type used by every connection.
+pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Build the rustls client configuration: the system roots (honouring
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR`) plus an optional extra CA file.
+pub(crate) fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for cert in native.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = extra_ca {
+        let pem = std::fs::read(path)
+            .map_err(|e| Error::invalid(format!("could not read the CA file {}: {e}", path.display())))?;
+        let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::invalid(format!("invalid PEM in the CA file {}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::invalid(format!(
+                "the CA file {} holds no certificates",
+                path.display()
+            )));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| Error::invalid(format!("unusable certificate in {}: {e}", path.display())))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::new(ErrorKind::Tls, format!("TLS setup failed: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Map an I/O error, recognising TLS failures inside it.
+pub(crate) fn io_error(context: &str, e: &std::io::Error) -> Error {
+    if let Some(inner) = e.get_ref() {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+            return Error::new(ErrorKind::Tls, format!("{context}: TLS error: {tls}"));
+        }
+    }
+    match e.kind() {
+        std::io::ErrorKind::InvalidData if e.to_string().contains("certificate") => {
+            Error::new(ErrorKind::Tls, format!("{context}: TLS error: {e}"))
+        }
+        _ => Error::new(ErrorKind::Connect, format!("{context}: {e}")),
+    }
+}
+
+/// A parsed `http(s)://host[:port]/path` URL.
+pub(crate) struct HttpTarget {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub path_and_query: String,
+    pub authority: String,
+}
+
+pub(crate) fn parse_http_url(url: &str) -> Result<HttpTarget> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| Error::invalid(format!("invalid URL {url}: {e}")))?;
+    let tls = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(Error::invalid(format!(
+                "invalid URL {url}: the scheme must be http or https"
+            )))
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| Error::invalid(format!("invalid URL {url}: no host")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let path_and_query = uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "/".into());
+    Ok(HttpTarget {
+        tls,
+        host,
+        port,
+        path_and_query,
+        authority,
+    })
+}
+
+/// `POST` a JSON body; returns the status and the body.
+pub(crate) async fn post_json(
+    tls: Option<Arc<rustls::ClientConfig>>,
+    target: &HttpTarget,
+    authorization: &str,
+    body: Vec<u8>,
+) -> Result<(u16, Bytes)> {
+    let what = format!("could not reach the token endpoint at {}", target.authority);
+    let tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| io_error(&what, &e))?;
+    let _ = tcp.set_nodelay(true);
+    let req = hyper::Request::builder()
+        .method("POST")
+        .uri(target.path_and_query.as_str())
+        .header("host", target.authority.as_str())
+        .header("authorization", authorization)
+        .header("content-type", "application/json")
+        .header("accept", "application/json")
+        .header("user-agent", USER_AGENT)
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("could not build the token request: {e}"),
+            )
+        })?;
+    match tls {
+        Some(cfg) if target.tls => {
+            let name = ServerName::try_from(target.host.clone())
+                .map_err(|e| Error::invalid(format!("invalid host name {}: {e}", target.host)))?;
+            let stream = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| io_error(&what, &e))?;
+            send(stream, req, &what).await
+        }
+        _ => send(tcp, req, &what).await,
+    }
+}
+
+async fn send<S>(stream: S, req: hyper::Request<Full<Bytes>>, what: &str) -> Result<(u16, Bytes)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn_err = |e: hyper::Error| Error::new(ErrorKind::Connect, format!("{what}: {e}"));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(conn_err)?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let resp = sender.send_request(req).await.map_err(conn_err);
+    let out = match resp {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            // Bound the body: a token response is tiny.
+            let limited = http_body_util::Limited::new(resp.into_body(), 1 << 20);
+            match limited.collect().await {
+                Ok(b) => Ok((status, b.to_bytes())),
+                Err(e) => Err(Error::new(
+                    ErrorKind::Connect,
+                    format!("{what}: reading the response failed: {e}"),
+                )),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    driver.abort();
+    out
+}
+
+/// Open a WebSocket. `url` carries the token where there is one; errors never do.
+pub(crate) async fn open_ws(
+    url: &str,
+    auth_header: Option<&str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    max_frame_size: Option<usize>,
+) -> Result<WsStream> {
+    use tungstenite::client::IntoClientRequest;
+    let public_url = url.split('?').next().unwrap_or(url).to_string();
+    let mut req = url.into_client_request().map_err(|e| {
+        Error::invalid(format!(
+            "invalid WebSocket URL {public_url}: {}",
+            scrub(&e.to_string())
+        ))
+    })?;
+    let headers = req.headers_mut();
+    headers.insert(
+        "user-agent",
+        tungstenite::http::HeaderValue::from_static(USER_AGENT),
+    );
+    if let Some(a) = auth_header {
+        let mut v = tungstenite::http::HeaderValue::from_str(a)
+            .map_err(|_| Error::invalid("the API key contains characters not allowed in a header"))?;
+        v.set_sensitive(true);
+        headers.insert("authorization", v);
+    }
+    let mut cfg = tungstenite::protocol::WebSocketConfig::default();
+    if let Some(n) = max_frame_size {
+        cfg = cfg.max_message_size(Some(n)).max_frame_size(Some(n));
+    }
+    let connector = match tls {
+        Some(c) => tokio_tungstenite::Connector::Rustls(c),
+        None => tokio_tungstenite::Connector::Plain,
+    };
+    let what = format!("could not connect to {public_url}");
+    match tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, Some(connector)).await {
+        Ok((ws, _resp)) => Ok(ws),
+        Err(e) => Err(ws_error(&what, e)),
+    }
+}
+
+/// Remove anything that looks like a token from a message.
+fn scrub(s: &str) -> String {
+    crate::endpoint::redact_url(s)
+}
+
+/// Map a tungstenite error to ours.
+pub(crate) fn ws_error(context: &str, e: tungstenite::Error) -> Error {
+    use tungstenite::Error as E;
+    match e {
+        E::Http(resp) => {
+            let status = resp.status().as_u16();
+            let body = resp
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            let kind = if status == 401 || status == 403 {
+                ErrorKind::Auth
+            } else {
+                ErrorKind::Connect
+            };
+            let mut err =
+                Error::new(kind, format!("{context}: the server answered HTTP {status}")).with_status(status);
+            if !body.is_empty() {
+                err = err.with_body(body);
+            }
+            err
+        }
+        E::Io(io) => io_error(context, &io),
+        E::Tls(t) => Error::new(ErrorKind::Tls, format!("{context}: TLS error: {t}")),
+        E::Url(u) => Error::invalid(format!("{context}: {}", scrub(&u.to_string()))),
+        E::Capacity(c) => Error::new(ErrorKind::Decode, format!("{context}: frame too large: {c}")),
+        E::ConnectionClosed | E::AlreadyClosed => {
+            Error::new(ErrorKind::Closed, format!("{context}: the connection is closed"))
+        }
+        other => Error::new(
+            ErrorKind::Connect,
+            format!("{context}: {}", scrub(&other.to_string())),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_urls() {
+        let t = parse_http_url("https://rest.fal.ai/tokens/").unwrap();
+        assert!(t.tls);
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path_and_query.as_str()),
+            ("rest.fal.ai", 443, "/tokens/")
+        );
+        let t = parse_http_url("http://127.0.0.1:8080/tokens/").unwrap();
+        assert!(!t.tls);
+        assert_eq!((t.port, t.authority.as_str()), (8080, "127.0.0.1:8080"));
+        assert!(parse_http_url("ftp://x/").is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! Raw WebSocket (`ws_connect`): the same URL and auth rules as realtime
+//! connections, any path, text and binary frames, no codec.
+
+use crate::auth::TokenProvider;
+use crate::codec::Frame;
+use crate::error::Result;
+use crate::session::{close_error, lost, to_ws};
+use crate::stats::{Stats, StatsCell};
+use crate::transport::{ws_error, WsStream};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+
+/// Options of [`Client::ws_connect`](crate::Client::ws_connect).
+#[derive(Clone)]
+pub struct WsOptions {
+    /// Path after the app id; default none (`/{id}`).
+    pub path: Option<String>,
+    /// `true` (default): JWT in the URL; `false`: `Authorization: Key` header.
+    pub use_jwt: bool,
+    /// Server-side input queue length, 1..=60.
+    pub max_buffering: Option<i64>,
+    /// Host-supplied token provider, called with `{id}{path}`.
+    pub token_provider: Option<Arc<dyn TokenProvider>>,
+    /// Token life to request (default 120 s).
+    pub token_expiration: Option<Duration>,
+}
+
+impl Default for WsOptions {
+    fn default() -> Self {
+        WsOptions {
+            path: None,
+            use_jwt: true,
+            max_buffering: None,
+            token_provider: None,
+            token_expiration: None,
+        }
+    }
+}
+
+/// A raw WebSocket connection. [`split`](Self::split) it to send and receive
+/// from different tasks.
+pub struct WsConnection {
+    tx: WsSender,
+    rx: WsReceiver,
+}
+
+/// The sending half of a [`WsConnection`].
+pub struct WsSender {
+    sink: SplitSink<WsStream, WsMessage>,
+    stats: Arc<StatsCell>,
+}
+
+/// The receiving half of a [`WsConnection`].
+pub struct WsReceiver {
+    stream: SplitStream<WsStream>,
+    stats: Arc<StatsCell>,
+    done: bool,
+}
+
+impl WsConnection {
+    pub(crate) fn new(ws: WsStream) -> Self {
+        let stats = Arc::new(StatsCell::new());
+        StatsCell::inc(&stats.connects);
+        let (sink, stream) = ws.split();
+        WsConnection {
+            tx: WsSender {
+                sink,
+                stats: stats.clone(),
+            },
+            rx: WsReceiver {
+                stream,
+                stats,
+                done: false,
+            },
+        }
+    }
+
+    /// Send a text frame.
+    pub async fn send_text(&mut self, text: impl Into<String>) -> Result<()> {
+        self.tx.send(Frame::Text(text.into())).await
+    }
+
+    /// Send a binary frame.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<()> {
+        self.tx.send(Frame::Binary(data.into())).await
+    }
+
+    /// Send a frame.
+    pub async fn send(&mut self, frame: Frame) -> Result<()> {
+        self.tx.send(frame).await
+    }
+
+    /// The next data frame; `None` after a normal close; `Some(Err)` for an abnormal one.
+    pub async fn recv(&mut self) -> Option<Result<Frame>> {
+        self.rx.recv().await
+    }
+
+    /// Close with code 1000.
+    pub async fn close(&mut self) -> Result<()> {
+        self.tx.close().await
+    }
+
+    /// Counters of this connection.
+    pub fn stats(&self) -> Stats {
+        self.tx.stats.snapshot()
+    }
+
+    /// Split into independently owned halves.
+    pub fn split(self) -> (WsSender, WsReceiver) {
+        (self.tx, self.rx)
+    }
+}
+
+impl WsSender {
+    /// Send a frame.
+    pub async fn send(&mut self, frame: Frame) -> Result<()> {
+        let n = frame.len();
+        self.sink
+            .send(to_ws(frame))
+            .await
+            .map_err(|e| ws_error("could not send", e))?;
+        self.stats.sent(n);
+        Ok(())
+    }
+
+    /// Close with code 1000.
+    pub async fn close(&mut self) -> Result<()> {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        match self.sink.send(WsMessage::Close(Some(frame))).await {
+            Ok(()) | Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => Ok(()),
+            Err(e) => Err(ws_error("could not close", e)),
+        }
+    }
+}
+
+impl WsReceiver {
+    /// The next data frame. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Frame>> {
+        while !self.done {
+            match self.stream.next().await {
+                None => {
+                    self.done = true;
+                    return Some(Err(lost()));
+                }
+                Some(Err(WsError::ConnectionClosed)) | Some(Err(WsError::AlreadyClosed)) => {
+                    self.done = true;
+                    return None;
+                }
+                Some(Err(WsError::Protocol(_))) | Some(Err(WsError::Io(_))) => {
+                    self.done = true;
+                    return Some(Err(lost()));
+                }
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(ws_error("the connection failed", e)));
+                }
+                Some(Ok(WsMessage::Binary(b))) => {
+                    self.stats.received(b.len());
+                    return Some(Ok(Frame::Binary(b)));
+                }
+                Some(Ok(WsMessage::Text(t))) => {
+                    self.stats.received(t.len());
+                    return Some(Ok(Frame::Text(t.as_str().to_string())));
+                }
+                Some(Ok(WsMessage::Close(cf))) => {
+                    self.done = true;
+                    return close_error(cf.as_ref()).map(Err);
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+        None
+    }
+}
