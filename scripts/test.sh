@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of the project on a fresh machine: installs what it needs
+# itself (Python venv, maturin, pytest, cbindgen, koffi), builds the emulator,
+# and runs the Rust, C/C++, Node, Python and benchmark-smoke suites.
+# Usage: scripts/test.sh [rust|c|python|bench ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench)
+passed=0
+failed=0
+for s in "${stages[@]}"; do
+  script="scripts/test-$s.sh"
+  if [ ! -x "$script" ]; then
+    echo "== stage $s: $script missing, skipped"
+    continue
+  fi
+  echo "== stage $s"
+  if "$script"; then
+    passed=$((passed + 1))
+  else
+    echo "== stage $s FAILED"
+    failed=$((failed + 1))
+  fi
+done
+echo "test stages: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
