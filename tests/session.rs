@@ -1,0 +1,247 @@
+//! The pull-style session, raw `ws_connect` and TLS, against the emulator.
+
+mod common;
+
+use common::*;
+use fal_realtime::{Client, ClientConfig, ErrorKind, Frame, RealtimeOptions, WsOptions};
+use fal_realtime_emulator::{certs, AppSettings, Emulator, EmulatorConfig, TlsConfig};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_session_round_trips_and_keeps_bytes() {
+    let emu = emulator().await;
+    let mut s = client(&emu)
+        .connect("me/echo", RealtimeOptions::default())
+        .await
+        .unwrap();
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct In {
+        request_id: String,
+        #[serde(with = "serde_bytes_like")]
+        image: Vec<u8>,
+    }
+    mod serde_bytes_like {
+        pub fn serialize<S: serde::Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+        pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Vec<u8>;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                    Ok(v.to_vec())
+                }
+                fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                    Ok(v)
+                }
+            }
+            d.deserialize_bytes(V)
+        }
+    }
+    let input = In {
+        request_id: "r1".into(),
+        image: (0..=255u8).cycle().take(300_000).collect(),
+    };
+    s.send(&input).await.unwrap();
+    let m = s.recv().await.unwrap().unwrap();
+    assert_eq!(m.request_id(), Some("r1"));
+    let out: In = m.decode().unwrap();
+    assert_eq!(out, input);
+    let st = s.stats();
+    assert_eq!((st.frames_sent, st.results), (1, 1));
+    s.close().await.unwrap();
+    assert!(s.recv().await.is_none(), "a normal close ends the session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_session_errors_and_timeout() {
+    let apps = HashMap::from([(
+        "idle".to_string(),
+        AppSettings {
+            session_timeout: Some(Duration::from_millis(150)),
+            ..Default::default()
+        },
+    )]);
+    let emu = emulator_with(apps).await;
+    let c = client(&emu);
+
+    let mut s = c.connect("me/idle", RealtimeOptions::default()).await.unwrap();
+    s.send(&json!({"i": 1})).await.unwrap();
+    assert!(s.recv().await.unwrap().is_ok());
+    assert!(s.recv().await.is_none(), "TIMEOUT ends the session cleanly");
+
+    let mut s = c.connect("me/fail", RealtimeOptions::default()).await.unwrap();
+    s.send(&json!({"i": 1})).await.unwrap();
+    let e = s.recv().await.unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Server);
+
+    let mut s = c.connect("me/control", RealtimeOptions::default()).await.unwrap();
+    s.send(&json!({"do": "garbage", "i": 1})).await.unwrap();
+    assert_eq!(s.recv().await.unwrap().unwrap_err().kind(), ErrorKind::Decode);
+    assert!(
+        s.recv().await.unwrap().is_ok(),
+        "the session survives a garbage frame"
+    );
+    s.send(&json!({"do": "close", "code": 4002})).await.unwrap();
+    let e = s.recv().await.unwrap().unwrap_err();
+    assert_eq!(e.close_code(), Some(4002));
+    assert!(s.recv().await.is_none());
+
+    let e = c
+        .connect("bad id", RealtimeOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_session_sends_while_receiving() {
+    let emu = emulator().await;
+    let s = client(&emu)
+        .connect("me/echo", RealtimeOptions::default())
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = s.split();
+    let reader = tokio::spawn(async move {
+        let mut ids = vec![];
+        while ids.len() < 20 {
+            let m = rx.recv().await.unwrap().unwrap();
+            ids.push(m.to_value().unwrap()["i"].as_i64().unwrap());
+        }
+        ids
+    });
+    for i in 0..20 {
+        tx.send(&json!({"i": i})).await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), (0..20).collect::<Vec<_>>());
+    tx.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_connect_text_and_binary() {
+    let emu = emulator().await;
+    let c = client(&emu);
+    let mut ws = c
+        .ws_connect(
+            "me/echo",
+            WsOptions {
+                path: Some("/realtime".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    ws.send_text("hello").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Frame::Text("hello".into()));
+    let mp = fal_realtime::codec::json_to_msgpack(r#"{"a":1}"#).unwrap();
+    ws.send_binary(mp.clone()).await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Frame::Binary(mp));
+    ws.close().await.unwrap();
+    assert!(ws.recv().await.is_none());
+    // Header auth works for raw sockets too.
+    let mut ws = c
+        .ws_connect(
+            "me/echo",
+            WsOptions {
+                path: Some("realtime".into()),
+                use_jwt: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    ws.send_text("x").await.unwrap();
+    assert_eq!(ws.recv().await.unwrap().unwrap(), Frame::Text("x".into()));
+}
+
+async fn tls_emulator() -> (Emulator, tempdir::Dir) {
+    let tc = certs::generate(&["localhost", "127.0.0.1"]);
+    let emu = Emulator::start(EmulatorConfig {
+        tls: Some(TlsConfig {
+            cert_pem: tc.cert_pem.into_bytes(),
+            key_pem: tc.key_pem.into_bytes(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempdir::Dir::new();
+    std::fs::write(dir.path().join("ca.pem"), tc.ca_pem).unwrap();
+    (emu, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_test_ca_and_rejection_of_untrusted() {
+    let (emu, dir) = tls_emulator().await;
+    let port = emu.addr().port();
+    let trusted = ClientConfig {
+        credentials: Some(fal_realtime::Credentials::key(KEY)),
+        run_host: format!("localhost:{port}"),
+        rest_url: format!("https://localhost:{port}"),
+        extra_ca_file: Some(dir.path().join("ca.pem")),
+        ..Default::default()
+    };
+    let c = Client::new(trusted.clone()).unwrap();
+    let mut s = c.connect("me/echo", RealtimeOptions::default()).await.unwrap();
+    s.send(&json!({"i": 1})).await.unwrap();
+    assert!(s.recv().await.unwrap().is_ok());
+
+    // Without the CA the certificate is rejected (token endpoint first).
+    let untrusted = Client::new(ClientConfig {
+        extra_ca_file: None,
+        ..trusted.clone()
+    })
+    .unwrap();
+    let e = untrusted
+        .connect("me/echo", RealtimeOptions::default())
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+    // And the WebSocket itself (header auth skips the token endpoint).
+    let e = untrusted
+        .connect(
+            "me/echo",
+            RealtimeOptions {
+                use_jwt: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(e.kind(), ErrorKind::Tls, "{e}");
+}
+
+/// A tiny temporary directory (no extra dependency).
+mod tempdir {
+    pub struct Dir(std::path::PathBuf);
+    impl Dir {
+        pub fn new() -> Self {
+            let p =
+                std::env::temp_dir().join(format!("fal-rt-test-{}-{}", std::process::id(), fastrand_u64()));
+            std::fs::create_dir_all(&p).unwrap();
+            Dir(p)
+        }
+        pub fn path(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn fastrand_u64() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        h.finish()
+    }
+}
