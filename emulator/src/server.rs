@@ -1,0 +1,425 @@
+//! Accept loop, TLS, HTTP routing, the token endpoint and the WebSocket handshake.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::session::{self, AppKind, SessionCtx};
+use crate::{Counters, Shared, TlsConfig, TokenEntry};
+
+type Body = Full<Bytes>;
+
+const MAX_BODY: usize = 1 << 20;
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Purge expired tokens when the store grows past this.
+const TOKEN_STORE_PURGE: usize = 1024;
+
+fn invalid(e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// Builds the TLS acceptor from PEM material (ring provider).
+pub(crate) fn tls_acceptor(tls: &TlsConfig) -> std::io::Result<TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut tls.cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(invalid)?;
+    if certs.is_empty() {
+        return Err(invalid("no certificate in the TLS certificate PEM"));
+    }
+    let key = rustls_pemfile::private_key(&mut tls.key_pem.as_slice())
+        .map_err(invalid)?
+        .ok_or_else(|| invalid("no private key in the TLS key PEM"))?;
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(invalid)?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(invalid)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts connections until shutdown.
+pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    if *shutdown.borrow_and_update() {
+        return;
+    }
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _peer)) => tcp,
+            Err(e) => {
+                // E.g. EMFILE: back off a little instead of spinning.
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let shared = shared.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let mut shutdown = shared.shutdown.subscribe();
+            if *shutdown.borrow_and_update() {
+                return;
+            }
+            let serve = async {
+                match acceptor {
+                    None => serve_http(tcp, shared.clone()).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => serve_http(tls, shared.clone()).await,
+                            Ok(Err(e)) => log::debug!("TLS handshake failed: {e}"),
+                            Err(_) => log::debug!("TLS handshake timed out"),
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                () = serve => {}
+                _ = shutdown.changed() => {}
+            }
+        });
+    }
+}
+
+async fn serve_http<I>(io: I, shared: Arc<Shared>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(req, shared).await) }
+    });
+    let result = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = result {
+        log::debug!("HTTP connection error: {e}");
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn detail(status: StatusCode, detail: &str) -> Response<Body> {
+    json_response(status, serde_json::json!({ "detail": detail }).to_string())
+}
+
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+    let path = req.uri().path();
+    if path == "/tokens/" || path == "/tokens" {
+        if req.method() != Method::POST {
+            return detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        }
+        return tokens(req, &shared).await;
+    }
+    match realtime_app(path) {
+        Some(app) => {
+            let app = app.to_owned();
+            upgrade(req, app, shared)
+        }
+        None => detail(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
+/// The key of an `Authorization: Key <key>` header.
+fn auth_key(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, key) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("key").then(|| key.trim())
+}
+
+/// `POST /tokens/`.
+async fn tokens(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    Counters::inc(&shared.counters.token_requests);
+    let injected = shared
+        .fail_remaining
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if injected {
+        let status = StatusCode::from_u16(shared.fail_status.load(Ordering::SeqCst))
+            .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return detail(status, "Injected failure (emulator)");
+    }
+    if !auth_key(req.headers()).is_some_and(|k| shared.key_is_valid(k)) {
+        return detail(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return detail(StatusCode::BAD_REQUEST, &format!("could not read body: {e}")),
+    };
+    let (allowed_apps, expiration) = match parse_token_request(&body, shared.max_token_expiration) {
+        Ok(r) => r,
+        Err(msg) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &msg),
+    };
+    let token = format!("emu.{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let now = Instant::now();
+    {
+        let mut store = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        if store.len() >= TOKEN_STORE_PURGE {
+            store.retain(|_, t| t.expires > now);
+        }
+        store.insert(
+            token.clone(),
+            TokenEntry {
+                allowed_apps,
+                expires: now + expiration,
+            },
+        );
+    }
+    Counters::inc(&shared.counters.tokens_issued);
+    json_response(StatusCode::CREATED, serde_json::Value::from(token).to_string())
+}
+
+/// Parses `{"allowed_apps": [...], "token_expiration": secs}`; the expiration defaults to
+/// and is clamped to `max_expiration`.
+fn parse_token_request(body: &[u8], max_expiration: u64) -> Result<(Vec<String>, Duration), String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let obj = value.as_object().ok_or("the body must be a JSON object")?;
+    let apps = obj
+        .get("allowed_apps")
+        .and_then(|a| a.as_array())
+        .ok_or("allowed_apps: a list of app aliases is required")?;
+    let allowed_apps = apps
+        .iter()
+        .map(|a| a.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+        .ok_or("allowed_apps: every entry must be a string")?;
+    let max = max_expiration as f64;
+    let secs = match obj.get("token_expiration") {
+        None | Some(serde_json::Value::Null) => max,
+        Some(v) => match v.as_f64() {
+            Some(s) if s.is_finite() && s >= 0.0 => s.min(max),
+            _ => return Err("token_expiration: must be a non-negative number of seconds".into()),
+        },
+    };
+    Ok((allowed_apps, Duration::from_secs_f64(secs)))
+}
+
+/// The app name of a realtime path, or `None` when the path is not one.
+///
+/// `/{owner}/{app}[/...]/realtime`; namespaced `/workflows|comfy/{owner}/{alias}[/...]/realtime`
+/// use the alias. The app `echo` accepts any path below `/{owner}/echo`.
+fn realtime_app(path: &str) -> Option<&str> {
+    let segments: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    let namespaced = matches!(segments.first(), Some(&"workflows") | Some(&"comfy"));
+    let app_index = if namespaced { 2 } else { 1 };
+    if segments.len() <= app_index || segments[..=app_index].iter().any(|s| s.is_empty()) {
+        return None;
+    }
+    let app = segments[app_index];
+    let ends_realtime = segments.len() > app_index + 1 && segments.last() == Some(&"realtime");
+    (ends_realtime || app == "echo").then_some(app)
+}
+
+/// Minimal percent-decoding of a query component (`+` is left alone).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+/// The WebSocket handshake of a realtime path.
+fn upgrade(mut req: Request<Incoming>, app: String, shared: Arc<Shared>) -> Response<Body> {
+    let mut token = None;
+    let mut max_buffering = None;
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "fal_jwt_token" => token = Some(percent_decode(v)),
+            "max_buffering" => match percent_decode(v).parse::<usize>() {
+                Ok(n) if (1..=60).contains(&n) => max_buffering = Some(n),
+                _ => {
+                    return detail(
+                        StatusCode::BAD_REQUEST,
+                        "max_buffering must be an integer between 1 and 60",
+                    )
+                }
+            },
+            _ => {}
+        }
+    }
+
+    let headers = req.headers();
+    let is_upgrade = req.method() == Method::GET
+        && header_has_token(headers, header::UPGRADE, "websocket")
+        && header_has_token(headers, header::CONNECTION, "upgrade");
+    if !is_upgrade {
+        let mut resp = detail(
+            StatusCode::UPGRADE_REQUIRED,
+            "this is a WebSocket endpoint: upgrade required",
+        );
+        resp.headers_mut()
+            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        return resp;
+    }
+    if !matches!(headers.get(header::SEC_WEBSOCKET_VERSION), Some(v) if v.as_bytes() == b"13") {
+        let mut resp = detail(StatusCode::BAD_REQUEST, "unsupported Sec-WebSocket-Version");
+        resp.headers_mut()
+            .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        return resp;
+    }
+    let Some(accept) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .map(|k| derive_accept_key(k.as_bytes()))
+    else {
+        return detail(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
+    };
+
+    let now = Instant::now();
+    let token_ok = token.is_some_and(|t| {
+        let store = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        store
+            .get(&t)
+            .is_some_and(|e| e.expires > now && e.allowed_apps.contains(&app))
+    });
+    let authorized = token_ok || auth_key(headers).is_some_and(|k| shared.key_is_valid(k));
+
+    Counters::inc(&shared.counters.ws_connections);
+    if !authorized {
+        Counters::inc(&shared.counters.ws_unauthorized);
+    }
+    let settings = shared.app_settings(&app);
+    let ctx = SessionCtx {
+        kind: AppKind::from_name(&app),
+        buffering: max_buffering.unwrap_or(settings.buffering).max(1),
+        settings,
+        authorized,
+        shared: shared.clone(),
+    };
+    // Subscribe before answering, so a kill right after the client sees the 101 applies.
+    let mut kill = shared.kill.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        let io = tokio::select! {
+            r = on_upgrade => match r {
+                Ok(io) => io,
+                Err(e) => {
+                    log::debug!("upgrade failed: {e}");
+                    return;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(ws_config())).await;
+        tokio::select! {
+            () = session::run(ws, ctx) => {}
+            _ = kill.changed() => log::debug!("connection killed"),
+            _ = shutdown.changed() => {}
+        }
+    });
+
+    let mut resp = Response::new(Full::new(Bytes::new()));
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(64 << 20))
+        .max_frame_size(Some(16 << 20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn realtime_paths() {
+        assert_eq!(realtime_app("/owner/app/realtime"), Some("app"));
+        assert_eq!(realtime_app("/owner/app/sub/path/realtime"), Some("app"));
+        assert_eq!(realtime_app("/workflows/owner/alias/realtime"), Some("alias"));
+        assert_eq!(realtime_app("/comfy/owner/alias/x/realtime"), Some("alias"));
+        assert_eq!(realtime_app("/owner/echo"), Some("echo"));
+        assert_eq!(realtime_app("/owner/echo/ws"), Some("echo"));
+        assert_eq!(realtime_app("/owner/app"), None);
+        assert_eq!(realtime_app("/owner/app/ws"), None);
+        assert_eq!(realtime_app("/owner/realtime"), None);
+        assert_eq!(realtime_app("//app/realtime"), None);
+        assert_eq!(realtime_app("/workflows/owner/realtime"), None);
+        assert_eq!(realtime_app("/"), None);
+        assert_eq!(realtime_app(""), None);
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("emu.abc"), "emu.abc");
+        assert_eq!(percent_decode("a%2Fb%3d"), "a/b=");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+        assert_eq!(percent_decode("end%4"), "end%4");
+    }
+
+    #[test]
+    fn token_requests() {
+        let (apps, exp) =
+            parse_token_request(br#"{"allowed_apps":["a"],"token_expiration":120}"#, 3600).unwrap();
+        assert_eq!(apps, vec!["a".to_string()]);
+        assert_eq!(exp, Duration::from_secs(120));
+        let (_, exp) = parse_token_request(br#"{"allowed_apps":[],"token_expiration":1e9}"#, 3600).unwrap();
+        assert_eq!(exp, Duration::from_secs(3600));
+        let (_, exp) = parse_token_request(br#"{"allowed_apps":[]}"#, 60).unwrap();
+        assert_eq!(exp, Duration::from_secs(60));
+        assert!(parse_token_request(b"nope", 60).is_err());
+        assert!(parse_token_request(br#"{"token_expiration":1}"#, 60).is_err());
+        assert!(parse_token_request(br#"{"allowed_apps":[1]}"#, 60).is_err());
+        assert!(parse_token_request(br#"{"allowed_apps":[],"token_expiration":-1}"#, 60).is_err());
+    }
+}
