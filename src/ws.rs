@@ -140,6 +140,11 @@ impl WsSender {
             Err(e) => Err(ws_error("could not close", e)),
         }
     }
+
+    /// Counters of the connection.
+    pub fn stats(&self) -> Stats {
+        self.stats.snapshot()
+    }
 }
 
 impl WsReceiver {
@@ -179,5 +184,10 @@ impl WsReceiver {
             }
         }
         None
+    }
+
+    /// Counters of the connection.
+    pub fn stats(&self) -> Stats {
+        self.stats.snapshot()
     }
 }
