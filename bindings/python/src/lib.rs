@@ -1,0 +1,1 @@
+//! Python bindings of fal-realtime (work in progress).
