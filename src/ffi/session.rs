@@ -1,0 +1,254 @@
+//! Pull-style realtime sessions (`fal_rt_session_*`): explicit connect, then
+//! blocking `send` and `recv` with a timeout, for hosts that cannot take
+//! callbacks on foreign threads.
+
+use super::client::{read_connect_options, ConnectOptions};
+use super::gate::Gate;
+use super::realtime::{fal_rt_stats, STATS_V1_SIZE};
+use super::*;
+use crate::session::{RealtimeReceiver, RealtimeSender};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::Mutex;
+
+/// A pull-style realtime session: connected at creation, then `send` and
+/// `recv`. No background task: the calling thread reads and writes the socket.
+///
+/// Thread-safety: one thread may block in `fal_rt_session_recv` while others
+/// call `fal_rt_session_send*` (sends are serialised, as are receives). Every
+/// call except `fal_rt_session_free` blocks, so none may be made from inside a
+/// callback of this library (`FAL_RT_WOULD_BLOCK_IN_CALLBACK`).
+/// `fal_rt_session_free` must not race with other calls on the same handle.
+pub struct fal_rt_session {
+    tx: Mutex<RealtimeSender>,
+    rx: Mutex<RealtimeReceiver>,
+    options_gate: Option<Arc<Gate>>,
+}
+
+/// Release the option callbacks of a failed connect, waiting for a token
+/// provider call still running when this thread may block.
+pub(crate) fn release_failed(opts: &ConnectOptions) {
+    opts.release();
+    if let Some(g) = &opts.gate {
+        if can_block() {
+            g.wait_finalized();
+        }
+    }
+}
+
+/// Connect a pull-style session to `app` (blocks until the socket is open or
+/// the open timeout expires). `options` may be NULL; `connection_key` and
+/// `throttle_ms` do not apply. On success writes the handle to `*out`; free it
+/// with `fal_rt_session_free`. Errors: `FAL_RT_INVALID_ARGUMENT`,
+/// `FAL_RT_CREDENTIALS`, `FAL_RT_AUTH`, `FAL_RT_HTTP`, `FAL_RT_TOKEN_PROVIDER`,
+/// `FAL_RT_CONNECT`, `FAL_RT_TLS`, `FAL_RT_TIMEOUT`, `FAL_RT_WOULD_BLOCK_*`.
+///
+/// Ownership of `options->callbacks_user_data` passes to the library as soon
+/// as this is called; its finalizer runs exactly once, also on failure (then
+/// before this returns).
+///
+/// # Safety
+/// `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` is
+/// NULL or a valid struct; `out` and `out_error` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_connect(
+    client: *const fal_rt_client,
+    app: *const c_char,
+    options: *const fal_rt_connect_options,
+    out: *mut *mut fal_rt_session,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        let opts = read_connect_options(options)?;
+        let connect = || -> FfiResult<crate::RealtimeSession> {
+            let client = &*not_null(client, "client")?;
+            let app = str_arg(app, "app")?;
+            not_null(out, "out")?;
+            let session = block_on(client.client.connect(app, opts.options.clone()))??;
+            Ok(session)
+        };
+        match connect() {
+            Ok(session) => {
+                let (tx, rx) = session.split();
+                put(
+                    out,
+                    Box::into_raw(Box::new(fal_rt_session {
+                        tx: Mutex::new(tx),
+                        rx: Mutex::new(rx),
+                        options_gate: opts.gate.clone(),
+                    })),
+                );
+                Ok(())
+            }
+            Err(f) => {
+                release_failed(&opts);
+                Err(f)
+            }
+        }
+    })
+}
+
+unsafe fn session_send(s: *const fal_rt_session, bytes: FfiResult<Bytes>) -> FfiResult {
+    let s = &*not_null(s, "session")?;
+    let bytes = bytes?;
+    block_on(async { s.tx.lock().await.send_msgpack(bytes).await })??;
+    Ok(())
+}
+
+/// Send an input given as msgpack bytes (through the custom encoder, if any);
+/// blocks until it is written. Errors: `FAL_RT_ENCODE`, `FAL_RT_CLOSED`,
+/// `FAL_RT_CONNECT` (socket failure), `FAL_RT_WOULD_BLOCK_*`.
+///
+/// # Safety
+/// `session` is NULL or valid; `data` points to `len` readable bytes; `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_send(
+    session: *const fal_rt_session,
+    data: *const u8,
+    len: usize,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        session_send(session, bytes_arg(data, len, "data").map(Bytes::copy_from_slice))
+    })
+}
+
+/// Send an input given as JSON text (NUL-terminated UTF-8), converted to
+/// msgpack by the library. `FAL_RT_ENCODE` for invalid JSON; otherwise as
+/// `fal_rt_session_send`.
+///
+/// # Safety
+/// `session` is NULL or valid; `json` is NULL or NUL-terminated; `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_send_json(
+    session: *const fal_rt_session,
+    json: *const c_char,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        let bytes = str_arg(json, "json").and_then(|j| Ok(crate::codec::json_to_msgpack(j)?));
+        session_send(session, bytes)
+    })
+}
+
+/// Wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER` = -1: no limit; 0: poll) for
+/// the next result. Returns:
+/// * `FAL_RT_OK`: a result, written to `*out_message` (owned; free it with `fal_rt_message_free`);
+/// * `FAL_RT_TIMEOUT_EXPIRED`: nothing arrived in time (call again);
+/// * `FAL_RT_END`: the session ended cleanly (normal close or the server's idle timeout);
+/// * an error code (`FAL_RT_SERVER`, `FAL_RT_AUTH`, `FAL_RT_CLOSED`,
+///   `FAL_RT_DECODE`, ...) with details in `*out_error`. After `FAL_RT_SERVER`
+///   and `FAL_RT_DECODE` the session may still deliver results.
+///
+/// `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
+///
+/// # Safety
+/// `session` is NULL or valid; `out_message` and `out_error` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_recv(
+    session: *const fal_rt_session,
+    timeout_ms: i32,
+    out_message: *mut *mut fal_rt_message,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    let mut quiet = FAL_RT_OK;
+    let code = boundary(out_error, || {
+        let s = &*not_null(session, "session")?;
+        not_null(out_message, "out_message")?;
+        let fut = async {
+            let mut rx = s.rx.lock().await;
+            rx.recv().await
+        };
+        let got = block_on(async {
+            match timeout_of(timeout_ms) {
+                Some(d) => tokio::time::timeout(d, fut).await.ok(),
+                None => Some(fut.await),
+            }
+        })?;
+        match got {
+            None => quiet = FAL_RT_TIMEOUT_EXPIRED,
+            Some(None) => quiet = FAL_RT_END,
+            Some(Some(Err(e))) => return Err(e.into()),
+            Some(Some(Ok(msg))) => put(out_message, Box::into_raw(Box::new(fal_rt_message { msg }))),
+        }
+        Ok(())
+    });
+    if code == FAL_RT_OK {
+        quiet
+    } else {
+        code
+    }
+}
+
+/// Close the session with code 1000 (blocks until the close frame is
+/// written). Results already on the way may still be received; then `recv`
+/// returns `FAL_RT_END`.
+///
+/// # Safety
+/// `session` is NULL or valid; `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_close(
+    session: *const fal_rt_session,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        let s = &*not_null(session, "session")?;
+        block_on(async { s.tx.lock().await.close().await })??;
+        Ok(())
+    })
+}
+
+/// Counters of the session, written to `*out_stats` (set its `struct_size` first).
+///
+/// # Safety
+/// `session` is NULL or valid; `out_stats` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_stats(
+    session: *const fal_rt_session,
+    out_stats: *mut fal_rt_stats,
+) -> fal_rt_result {
+    boundary(std::ptr::null_mut(), || {
+        let s = &*not_null(session, "session")?;
+        not_null(out_stats, "out_stats")?;
+        let stats = if let Ok(tx) = s.tx.try_lock() {
+            tx.stats()
+        } else if let Ok(rx) = s.rx.try_lock() {
+            rx.stats()
+        } else {
+            check_can_block()?;
+            s.tx.blocking_lock().stats()
+        };
+        write_versioned(out_stats, "out_stats", STATS_V1_SIZE, stats.into())
+    })
+}
+
+/// Free a session: close it with code 1000 if it is still open (waiting at
+/// most 2 s, unless called from a callback), then release it. Accepts NULL.
+/// The option callbacks' finalizer has run when this returns (from a
+/// callback: when the callback returns).
+///
+/// # Safety
+/// `session` is NULL or a handle not freed before; no other thread uses it during the call.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_free(session: *mut fal_rt_session) {
+    boundary_value((), || {
+        if session.is_null() {
+            return;
+        }
+        let s = Box::from_raw(session);
+        if let Some(g) = &s.options_gate {
+            g.close();
+        }
+        if can_block() {
+            if let Some(g) = &s.options_gate {
+                g.wait_finalized();
+            }
+            let _ = crate::runtime::block_on(async {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), async { s.tx.lock().await.close().await })
+                        .await;
+            });
+        }
+        drop(s);
+    })
+}

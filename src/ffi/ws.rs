@@ -1,0 +1,415 @@
+//! Raw WebSockets (`fal_rt_ws_*`): the same URL and auth rules as realtime
+//! connections, any path, text and binary frames, no codec. Frames reach C
+//! through callbacks, or through a blocking `fal_rt_ws_recv` when no handler is given.
+
+use super::client::read_connect_options;
+use super::gate::{FreeFn, Gate};
+use super::session::release_failed;
+use super::*;
+use crate::codec::Frame;
+use crate::ws::{WsOptions, WsReceiver, WsSender};
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Mutex, Notify};
+
+/// The callbacks of a raw WebSocket. NULL callbacks are skipped.
+///
+/// Threads: every callback runs on a runtime worker thread, never
+/// concurrently for one socket. Pointer arguments are borrowed for the call.
+/// Callbacks may call `fal_rt_ws_send_*`, `fal_rt_ws_close` and
+/// `fal_rt_ws_free` (deferred); blocking calls fail there with
+/// `FAL_RT_WOULD_BLOCK_IN_CALLBACK`.
+///
+/// Ownership: `user_data` passes to the library when `fal_rt_ws_connect` is
+/// called with this struct: `free_user_data` (if set) is called exactly once,
+/// when no callback can run any more (also when the connect fails).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct fal_rt_ws_handler {
+    /// `sizeof(fal_rt_ws_handler)`.
+    pub struct_size: u32,
+    /// Passed first to every callback; must be usable from the runtime's threads.
+    pub user_data: *mut c_void,
+    /// A data frame: `data`/`len` (text frames: UTF-8, NOT NUL-terminated; `is_text` true).
+    pub on_message:
+        Option<unsafe extern "C" fn(user_data: *mut c_void, data: *const u8, len: usize, is_text: bool)>,
+    /// An error: an abnormal close (with its close code), a lost connection, a failed send.
+    pub on_error: Option<unsafe extern "C" fn(user_data: *mut c_void, error: *const fal_rt_error)>,
+    /// The socket ended (called once, last): `close_code` is 1000 for a normal
+    /// close, else the abnormal code (e.g. 1006 when the connection dropped).
+    pub on_close: Option<unsafe extern "C" fn(user_data: *mut c_void, close_code: u16)>,
+    /// Finalizer of `user_data`, or NULL.
+    pub free_user_data: fal_rt_free_fn,
+}
+
+struct WsCallbacks {
+    h: fal_rt_ws_handler,
+    ud: UserData,
+    gate: Arc<Gate>,
+}
+
+// SAFETY: plain C function pointers; user_data is wrapped in UserData.
+unsafe impl Send for WsCallbacks {}
+unsafe impl Sync for WsCallbacks {}
+
+impl WsCallbacks {
+    fn message(&self, frame: &Frame) {
+        if let (Some(f), Some(_pass)) = (self.h.on_message, self.gate.enter()) {
+            let b = frame.as_bytes();
+            // SAFETY: the C caller's callback; `frame` outlives the call.
+            unsafe { f(self.ud.0, b.as_ptr(), b.len(), matches!(frame, Frame::Text(_))) };
+        }
+    }
+
+    fn error(&self, e: &crate::Error) {
+        if let (Some(f), Some(_pass)) = (self.h.on_error, self.gate.enter()) {
+            let view = fal_rt_error::from_core(e);
+            // SAFETY: as above.
+            unsafe { f(self.ud.0, &view) };
+        }
+    }
+
+    fn close(&self, code: u16) {
+        if let (Some(f), Some(_pass)) = (self.h.on_close, self.gate.enter()) {
+            // SAFETY: as above.
+            unsafe { f(self.ud.0, code) };
+        }
+    }
+}
+
+enum WsCmd {
+    Send(Frame),
+    Close,
+}
+
+/// A raw WebSocket connection.
+///
+/// Thread-safety: `send_*` and `close` may be called from any thread
+/// concurrently, also from inside callbacks (there they are queued, in order,
+/// and failures go to `on_error`; elsewhere they block until the frame is
+/// written). `fal_rt_ws_free` must not race with other calls on the same handle.
+pub struct fal_rt_ws {
+    tx: Arc<Mutex<WsSender>>,
+    /// Frames queued from runtime threads (callbacks), written in order by a task.
+    queue: mpsc::UnboundedSender<WsCmd>,
+    /// Pull mode (no handler): the receiving half.
+    rx: Option<Mutex<WsReceiver>>,
+    /// Callback mode: stops the reader task.
+    stop: Arc<Notify>,
+    handler_gate: Option<Arc<Gate>>,
+    options_gate: Option<Arc<Gate>>,
+}
+
+async fn read_loop(mut rx: WsReceiver, cbs: Arc<WsCallbacks>, stop: Arc<Notify>) {
+    let mut code = 1000;
+    loop {
+        let next = tokio::select! {
+            // Freed: no more callbacks (the gate is closed anyway).
+            _ = stop.notified() => return,
+            next = rx.recv() => next,
+        };
+        match next {
+            Some(Ok(frame)) => cbs.message(&frame),
+            Some(Err(e)) => {
+                code = e.close_code().unwrap_or(1006);
+                cbs.error(&e);
+            }
+            None => break,
+        }
+    }
+    cbs.close(code);
+}
+
+async fn write_loop(
+    mut queue: mpsc::UnboundedReceiver<WsCmd>,
+    tx: Arc<Mutex<WsSender>>,
+    cbs: Option<Arc<WsCallbacks>>,
+) {
+    while let Some(cmd) = queue.recv().await {
+        let mut sink = tx.lock().await;
+        let res = match cmd {
+            WsCmd::Send(f) => sink.send(f).await,
+            WsCmd::Close => sink.close().await,
+        };
+        if let (Err(e), Some(cbs)) = (res, &cbs) {
+            cbs.error(&e);
+        }
+    }
+}
+
+/// Open a raw WebSocket to `app` with the same URL and auth rules as realtime
+/// connections (default path: none, i.e. `/{app}`; set `options->path`). Blocks
+/// until the socket is open or the open timeout expires.
+///
+/// With a `handler`, frames go to its callbacks (which may start before this
+/// returns; `*out` is written before the first one, so `out` may point into
+/// your user_data). With `handler` NULL, read frames with `fal_rt_ws_recv`.
+/// `options` may be NULL; only `path`, `max_buffering`, `header_auth`,
+/// `token_provider` and `token_expiration_ms` apply.
+///
+/// Ownership of `handler->user_data` and `options->callbacks_user_data` passes
+/// to the library as soon as this is called; their finalizers run exactly
+/// once, also on failure.
+///
+/// # Safety
+/// `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and
+/// `handler` are NULL or valid structs; `out` and `out_error` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_connect(
+    client: *const fal_rt_client,
+    app: *const c_char,
+    options: *const fal_rt_connect_options,
+    handler: *const fal_rt_ws_handler,
+    out: *mut *mut fal_rt_ws,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        let cbs = if handler.is_null() {
+            None
+        } else {
+            let h: fal_rt_ws_handler =
+                read_versioned(handler, "handler", std::mem::size_of::<fal_rt_ws_handler>())?;
+            Some(Arc::new(WsCallbacks {
+                h,
+                ud: UserData(h.user_data),
+                gate: Arc::new(Gate::new(h.free_user_data.map(|f| f as FreeFn), h.user_data)),
+            }))
+        };
+        let release_handler = |cbs: &Option<Arc<WsCallbacks>>| {
+            if let Some(c) = cbs {
+                c.gate.close();
+                if can_block() {
+                    c.gate.wait_finalized();
+                }
+            }
+        };
+        let opts = match read_connect_options(options) {
+            Ok(o) => o,
+            Err(f) => {
+                release_handler(&cbs);
+                return Err(f);
+            }
+        };
+        let connect = || -> FfiResult<crate::WsConnection> {
+            let client = &*not_null(client, "client")?;
+            let app = str_arg(app, "app")?;
+            not_null(out, "out")?;
+            let o = &opts.options;
+            let wopts = WsOptions {
+                path: o.path.clone(),
+                use_jwt: o.use_jwt,
+                max_buffering: o.max_buffering,
+                token_provider: o.token_provider.clone(),
+                token_expiration: o.token_expiration,
+            };
+            Ok(block_on(client.client.ws_connect(app, wopts))??)
+        };
+        let ws = match connect() {
+            Ok(ws) => ws,
+            Err(f) => {
+                release_failed(&opts);
+                release_handler(&cbs);
+                return Err(f);
+            }
+        };
+        let (sink, stream) = ws.split();
+        let tx = Arc::new(Mutex::new(sink));
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        let rt = crate::runtime::handle();
+        rt.spawn(write_loop(queue_rx, tx.clone(), cbs.clone()));
+        let stop = Arc::new(Notify::new());
+        let handle = Box::into_raw(Box::new(fal_rt_ws {
+            tx,
+            queue,
+            rx: None,
+            stop: stop.clone(),
+            handler_gate: cbs.as_ref().map(|c| c.gate.clone()),
+            options_gate: opts.gate.clone(),
+        }));
+        match cbs {
+            Some(cbs) => {
+                // Written before the reader starts: callbacks see `*out`. The
+                // handle is not touched after this (a callback may free it).
+                put(out, handle);
+                rt.spawn(read_loop(stream, cbs, stop));
+            }
+            None => {
+                (*handle).rx = Some(Mutex::new(stream));
+                put(out, handle);
+            }
+        }
+        Ok(())
+    })
+}
+
+unsafe fn ws_send(ws: *const fal_rt_ws, frame: FfiResult<Frame>) -> FfiResult {
+    let w = &*not_null(ws, "ws")?;
+    let frame = frame?;
+    if can_block() {
+        block_on(async { w.tx.lock().await.send(frame).await })??;
+    } else {
+        w.queue
+            .send(WsCmd::Send(frame))
+            .map_err(|_| Failure::new(FAL_RT_NOT_CONNECTED, "the socket was freed"))?;
+    }
+    Ok(())
+}
+
+/// Send a text frame (`text`: NUL-terminated UTF-8). Outside callbacks, blocks
+/// until the frame is written and returns the failure (`FAL_RT_CLOSED`,
+/// `FAL_RT_CONNECT`); inside callbacks, queues it (in order) and reports
+/// failures to `on_error`.
+///
+/// # Safety
+/// `ws` is NULL or valid; `text` is NULL or NUL-terminated; `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_send_text(
+    ws: *const fal_rt_ws,
+    text: *const c_char,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        ws_send(ws, str_arg(text, "text").map(|t| Frame::Text(t.to_string())))
+    })
+}
+
+/// Send a binary frame of `len` bytes at `data` (copied once). As `fal_rt_ws_send_text`.
+///
+/// # Safety
+/// `ws` is NULL or valid; `data` points to `len` readable bytes; `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_send_binary(
+    ws: *const fal_rt_ws,
+    data: *const u8,
+    len: usize,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        ws_send(
+            ws,
+            bytes_arg(data, len, "data").map(|d| Frame::Binary(Bytes::copy_from_slice(d))),
+        )
+    })
+}
+
+/// Close the socket with code 1000 (outside callbacks: blocks until the close
+/// frame is written; inside: queued). The server's reply ends the socket:
+/// `on_close(1000)`, or `FAL_RT_END` from `fal_rt_ws_recv`.
+///
+/// # Safety
+/// `ws` is NULL or valid; `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_close(
+    ws: *const fal_rt_ws,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    boundary(out_error, || {
+        let w = &*not_null(ws, "ws")?;
+        if can_block() {
+            block_on(async { w.tx.lock().await.close().await })??;
+        } else {
+            w.queue
+                .send(WsCmd::Close)
+                .map_err(|_| Failure::new(FAL_RT_NOT_CONNECTED, "the socket was freed"))?;
+        }
+        Ok(())
+    })
+}
+
+/// Pull mode only (connected without a handler; else `FAL_RT_WRONG_MODE`):
+/// wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER`: no limit) for the next data
+/// frame. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
+/// `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` after a normal close, or an error
+/// (`FAL_RT_CLOSED` with the close code) in `*out_error`. `out_error` is not
+/// written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
+///
+/// # Safety
+/// `ws` is NULL or valid; `out_frame` and `out_error` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_recv(
+    ws: *const fal_rt_ws,
+    timeout_ms: i32,
+    out_frame: *mut *mut fal_rt_frame,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
+    let mut quiet = FAL_RT_OK;
+    let code = boundary(out_error, || {
+        let w = &*not_null(ws, "ws")?;
+        not_null(out_frame, "out_frame")?;
+        let rx = w.rx.as_ref().ok_or_else(|| {
+            Failure::new(
+                FAL_RT_WRONG_MODE,
+                "this socket delivers frames to its handler's callbacks",
+            )
+        })?;
+        let fut = async { rx.lock().await.recv().await };
+        let got = block_on(async {
+            match timeout_of(timeout_ms) {
+                Some(d) => tokio::time::timeout(d, fut).await.ok(),
+                None => Some(fut.await),
+            }
+        })?;
+        match got {
+            None => quiet = FAL_RT_TIMEOUT_EXPIRED,
+            Some(None) => quiet = FAL_RT_END,
+            Some(Some(Err(e))) => return Err(e.into()),
+            Some(Some(Ok(frame))) => put(out_frame, Box::into_raw(Box::new(fal_rt_frame { frame }))),
+        }
+        Ok(())
+    });
+    if code == FAL_RT_OK {
+        quiet
+    } else {
+        code
+    }
+}
+
+/// Free a socket: close it with code 1000 if still open and release it.
+/// Accepts NULL. Outside callbacks it blocks (at most ~2 s for the close)
+/// until no callback of this socket runs and the finalizers ran; inside a
+/// callback it does not block (no new callback starts; the finalizers run
+/// when the running callback returns). See also `fal_rt_ws_free_nowait`.
+///
+/// # Safety
+/// `ws` is NULL or a handle not freed before; no other thread uses it during the call.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_free(ws: *mut fal_rt_ws) {
+    boundary_value((), || free_impl(ws, true))
+}
+
+/// Like `fal_rt_ws_free`, but never waits (for event-loop hosts whose
+/// callbacks run on the thread that frees). Accepts NULL.
+///
+/// # Safety
+/// As `fal_rt_ws_free`.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_free_nowait(ws: *mut fal_rt_ws) {
+    boundary_value((), || free_impl(ws, false))
+}
+
+fn free_impl(ws: *mut fal_rt_ws, may_wait: bool) {
+    if ws.is_null() {
+        return;
+    }
+    // SAFETY: the caller hands over a live handle.
+    let w = unsafe { Box::from_raw(ws) };
+    let gates = [&w.handler_gate, &w.options_gate];
+    for g in gates.into_iter().flatten() {
+        g.close();
+    }
+    if may_wait && can_block() {
+        for g in gates.into_iter().flatten() {
+            g.wait_finalized();
+        }
+        let tx = w.tx.clone();
+        let _ = crate::runtime::block_on(async move {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), async { tx.lock().await.close().await }).await;
+        });
+    } else {
+        let _ = w.queue.send(WsCmd::Close);
+    }
+    // Stores a permit if the reader is not waiting right now.
+    w.stop.notify_one();
+    drop(w);
+}
