@@ -1,6 +1,8 @@
 //! `fal-realtime`: run the local fal realtime emulator, generate test certificates, and (soon)
 //! talk to realtime endpoints from the command line.
 
+mod client_cmds;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,11 +41,15 @@ gen-certs --out DIR
 
 demo [OPTIONS]
     --app OWNER/APP          App to talk to (default: an in-process emulator's echo)
-    --frames N               Number of frames to send
+    --frames N               Number of frames to send (default 200)
+    --input JSON             Extra fields merged into every input (e.g. a prompt)
+    With FAL_KEY set and --app, talks to fal.ai; otherwise to an in-process emulator.
 
 send APP JSON [OPTIONS]
     --path P                 Realtime path (default /realtime)
     --max-buffering N        max_buffering query parameter (1..=60)
+    --emulator HOST:PORT     Talk to a running emulator (key test-key, or FAL_KEY)
+    Without --emulator: fal.ai with FAL_KEY (FAL_RUN_HOST / FAL_REST_URL override hosts).
 ";
 
 fn main() -> ExitCode {
@@ -303,24 +309,27 @@ fn gen_certs(dir: PathBuf) -> Result<ExitCode, String> {
 // demo / send: command-line clients built on the `fal_realtime` crate.
 
 /// Arguments of `fal-realtime demo`.
-#[allow(dead_code)] // read once `demo` is implemented
 struct DemoArgs {
     /// `OWNER/APP`; `None` means an in-process emulator's echo app.
     app: Option<String>,
     /// Number of frames to send.
     frames: Option<u64>,
+    /// Extra JSON fields merged into every input.
+    input: Option<String>,
 }
 
 fn parse_demo(args: &[String]) -> Result<DemoArgs, String> {
     let mut out = DemoArgs {
         app: None,
         frames: None,
+        input: None,
     };
     let mut it = ArgIter::new(args);
     while let Some((flag, inline)) = it.next_arg() {
         match flag {
             Some("app") => out.app = Some(it.value("app", inline)?.to_owned()),
             Some("frames") => out.frames = Some(it.parsed("frames", inline)?),
+            Some("input") => out.input = Some(it.value("input", inline)?.to_owned()),
             Some(f) => return Err(format!("demo: unknown option --{f}")),
             None => return Err(format!("demo: unexpected argument {:?}", inline.unwrap_or(""))),
         }
@@ -328,13 +337,11 @@ fn parse_demo(args: &[String]) -> Result<DemoArgs, String> {
     Ok(out)
 }
 
-fn demo(_args: DemoArgs) -> Result<ExitCode, String> {
-    eprintln!("fal-realtime demo: not yet implemented");
-    Ok(ExitCode::from(2))
+fn demo(args: DemoArgs) -> Result<ExitCode, String> {
+    client_cmds::demo(args.app, args.frames.unwrap_or(200), args.input)
 }
 
 /// Arguments of `fal-realtime send`.
-#[allow(dead_code)] // read once `send` is implemented
 struct SendArgs {
     /// The app id (`owner/app`).
     app: String,
@@ -344,17 +351,21 @@ struct SendArgs {
     path: Option<String>,
     /// `--max-buffering` (1..=60).
     max_buffering: Option<u32>,
+    /// `--emulator HOST:PORT`: talk to a running emulator.
+    emulator: Option<String>,
 }
 
 fn parse_send(args: &[String]) -> Result<SendArgs, String> {
     let mut positional = Vec::new();
     let mut path = None;
     let mut max_buffering = None;
+    let mut emulator = None;
     let mut it = ArgIter::new(args);
     while let Some((flag, inline)) = it.next_arg() {
         match flag {
             Some("path") => path = Some(it.value("path", inline)?.to_owned()),
             Some("max-buffering") => max_buffering = Some(it.parsed("max-buffering", inline)?),
+            Some("emulator") => emulator = Some(it.value("emulator", inline)?.to_owned()),
             Some(f) => return Err(format!("send: unknown option --{f}")),
             None => positional.push(inline.unwrap_or("").to_owned()),
         }
@@ -366,12 +377,12 @@ fn parse_send(args: &[String]) -> Result<SendArgs, String> {
             json,
             path,
             max_buffering,
+            emulator,
         }),
         _ => Err("send: expected APP JSON".into()),
     }
 }
 
-fn send(_args: SendArgs) -> Result<ExitCode, String> {
-    eprintln!("fal-realtime send: not yet implemented");
-    Ok(ExitCode::from(2))
+fn send(args: SendArgs) -> Result<ExitCode, String> {
+    client_cmds::send(args.app, args.json, args.path, args.max_buffering, args.emulator)
 }
