@@ -330,7 +330,7 @@ async fn server_killed_mid_stream_is_reported_and_recovered() {
     let emu = emulator().await;
     let rec = Recorder::default();
     let conn = client(&emu)
-        .realtime("me/echo", no_throttle(), rec.clone())
+        .realtime("me/control", no_throttle(), rec.clone())
         .unwrap();
     conn.send(&json!({"i": 1})).unwrap();
     wait_until("result", || rec.n_results() == 1).await;
