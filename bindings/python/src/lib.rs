@@ -1,1 +1,51 @@
-//! Python bindings of fal-realtime (work in progress).
+//! `fal_realtime._native`: the Python extension module of fal-realtime.
+//!
+//! The public API lives in the pure-Python package `fal_realtime`, which
+//! wraps these classes; see `python/fal_realtime/__init__.py`.
+
+use pyo3::prelude::*;
+
+mod aio;
+mod callback;
+mod client;
+mod errors;
+mod halves;
+mod hooks;
+mod msgpack;
+mod stats;
+mod sync;
+mod util;
+
+fn init_logging(py: Python<'_>) {
+    // Records of this library go to Python's `logging` (logger `fal_realtime.*`);
+    // dependencies only at warning level and above. Loggers are cached, levels
+    // are not, so `logging` configuration changes apply at once.
+    let logger = match pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers) {
+        Ok(l) => l,
+        Err(_) => return,
+    };
+    let _ = logger
+        .filter(log::LevelFilter::Warn)
+        .filter_target("fal_realtime".to_string(), log::LevelFilter::Trace)
+        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Trace)
+        .install();
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    init_logging(m.py());
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("CORE_VERSION", fal_realtime::VERSION)?;
+    m.add_class::<client::Client>()?;
+    m.add_class::<sync::RealtimeConnection>()?;
+    m.add_class::<sync::WsConnection>()?;
+    m.add_class::<aio::AsyncConnection>()?;
+    m.add_class::<aio::CancelOnDone>()?;
+    m.add_class::<callback::CallbackConnection>()?;
+    m.add_class::<stats::PyStats>()?;
+    m.add_function(wrap_pyfunction!(aio::_settle, m)?)?;
+    m.add_function(wrap_pyfunction!(aio::_deliver, m)?)?;
+    m.add_function(wrap_pyfunction!(msgpack::packb, m)?)?;
+    m.add_function(wrap_pyfunction!(msgpack::unpackb, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,632 @@
+"""fal_realtime: fast clients for fal.ai realtime WebSocket endpoints.
+
+A drop-in for the realtime part of ``fal_client`` (change the import), built on
+one Rust core. Three styles:
+
+* :func:`realtime` / :func:`realtime_async`: explicit connect, then ``send`` and
+  ``recv`` (or iterate), as in ``fal_client``.
+* :func:`connect`: the callback style of fal's JavaScript client: lazy connect,
+  throttled sends, reconnect on the next send after any close.
+* :func:`ws_connect` / :func:`ws_connect_async`: a raw WebSocket with the same
+  URL and auth rules.
+
+Payloads are converted between msgpack and Python objects in Rust: ``bytes``
+stay ``bytes``. The GIL is released during every network wait. Log records go
+to the ``fal_realtime`` logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import threading
+import weakref
+from contextlib import asynccontextmanager, contextmanager
+from os import PathLike
+from typing import (
+    Any,
+    AsyncContextManager,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    ContextManager,
+    Dict,
+    Iterator,
+    Optional,
+    Union,
+)
+
+from . import _native
+from ._errors import (
+    AuthError,
+    ClosedError,
+    ConnectError,
+    CredentialsError,
+    DecodeError,
+    EncodeError,
+    FalRealtimeError,
+    FalTimeoutError,
+    HttpError,
+    InternalError,
+    InvalidArgumentError,
+    MissingCredentialsError,
+    NotConnectedError,
+    RealtimeError,
+    TlsError,
+    TokenProviderError,
+)
+from ._native import CallbackConnection, RealtimeConnection, Stats, WsConnection, packb, unpackb
+from ._support import ExtType
+
+__version__: str = _native.__version__
+
+__all__ = [
+    "__version__",
+    "Client",
+    "realtime",
+    "realtime_async",
+    "ws_connect",
+    "ws_connect_async",
+    "connect",
+    "RealtimeConnection",
+    "AsyncRealtimeConnection",
+    "WsConnection",
+    "AsyncWsConnection",
+    "CallbackConnection",
+    "Stats",
+    "ExtType",
+    "packb",
+    "unpackb",
+    "TokenProvider",
+    "FalRealtimeError",
+    "InvalidArgumentError",
+    "CredentialsError",
+    "MissingCredentialsError",
+    "AuthError",
+    "HttpError",
+    "TokenProviderError",
+    "ConnectError",
+    "TlsError",
+    "FalTimeoutError",
+    "RealtimeError",
+    "ClosedError",
+    "DecodeError",
+    "EncodeError",
+    "NotConnectedError",
+    "InternalError",
+]
+
+#: A token provider: called with the app id and path (e.g. ``"123/my-app/realtime"``),
+#: returns a token, or an awaitable of one.
+TokenProvider = Callable[[str], Union[str, Awaitable[str]]]
+
+#: Default token life requested from fal's token endpoint, in seconds (as ``fal_client``).
+REALTIME_TOKEN_EXPIRATION_SECONDS = 120
+
+
+def _realtime_path(path: Optional[str]) -> Optional[str]:
+    # "/realtime" is the default: let the core apply it, so that an app id that
+    # already ends with /realtime does not get it twice.
+    if path is None or path.strip("/") in ("", "realtime"):
+        return None
+    return path
+
+
+def _ws_path(path: Optional[str]) -> Optional[str]:
+    return path or None
+
+
+class AsyncRealtimeConnection:
+    """An asyncio realtime connection, from :func:`realtime_async`.
+
+    ``await send(input)``, ``await recv()`` (``None`` once the connection closed
+    cleanly, also after the server's idle ``TIMEOUT``), ``async for result in
+    conn``. Several tasks may use it at once; cancelling a task that awaits
+    ``recv`` loses no result.
+    """
+
+    __slots__ = ("_c", "__weakref__")
+
+    def __init__(self, native: _native.AsyncConnection) -> None:
+        self._c = native
+
+    async def send(self, arguments: Any) -> None:
+        """Send one input (a dict; ``bytes`` are sent as is, as pre-encoded msgpack)."""
+        pending = self._c.send(arguments)
+        if pending is not None:
+            await pending
+
+    async def recv(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The next result; ``None`` once the connection has closed cleanly.
+
+        With ``timeout`` (seconds), raises :class:`FalTimeoutError` when nothing
+        arrives in time.
+        """
+        ready, value = self._c.recv()
+        if ready:
+            return value  # type: ignore[no-any-return]
+        if timeout is None:
+            return await value  # type: ignore[no-any-return]
+        try:
+            return await asyncio.wait_for(value, timeout)  # type: ignore[no-any-return]
+        except asyncio.TimeoutError:
+            raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+
+    async def close(self) -> None:
+        """Close the connection (code 1000). Idempotent."""
+        pending = self._c.close()
+        if pending is not None:
+            await pending
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._c.closed
+
+    @property
+    def stats(self) -> Stats:
+        """Counters of this connection."""
+        return self._c.stats
+
+    def __aiter__(self) -> AsyncRealtimeConnection:
+        return self
+
+    async def __anext__(self) -> Dict[str, Any]:
+        result = await self.recv()
+        if result is None:
+            raise StopAsyncIteration
+        return result
+
+    async def __aenter__(self) -> AsyncRealtimeConnection:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class AsyncWsConnection:
+    """An asyncio raw WebSocket, from :func:`ws_connect_async`: frames in, frames out."""
+
+    __slots__ = ("_c", "__weakref__")
+
+    def __init__(self, native: _native.AsyncConnection) -> None:
+        self._c = native
+
+    async def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
+        """Send ``bytes`` (a binary frame) or ``str`` (a text frame)."""
+        pending = self._c.send(data)
+        if pending is not None:
+            await pending
+
+    async def recv(self, timeout: Optional[float] = None) -> Union[bytes, str, None]:
+        """The next frame (``bytes`` or ``str``); ``None`` once the connection has closed cleanly."""
+        ready, value = self._c.recv()
+        if ready:
+            return value  # type: ignore[no-any-return]
+        if timeout is None:
+            return await value  # type: ignore[no-any-return]
+        try:
+            return await asyncio.wait_for(value, timeout)  # type: ignore[no-any-return]
+        except asyncio.TimeoutError:
+            raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+
+    async def close(self) -> None:
+        """Close the connection (code 1000). Idempotent."""
+        pending = self._c.close()
+        if pending is not None:
+            await pending
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._c.closed
+
+    @property
+    def stats(self) -> Stats:
+        """Counters of this connection."""
+        return self._c.stats
+
+    def __aiter__(self) -> AsyncWsConnection:
+        return self
+
+    async def __anext__(self) -> Union[bytes, str]:
+        frame = await self.recv()
+        if frame is None:
+            raise StopAsyncIteration
+        return frame
+
+    async def __aenter__(self) -> AsyncWsConnection:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+_callback_connections: "weakref.WeakSet[CallbackConnection]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_callback_connections() -> None:
+    # Stop callback connections before the interpreter goes away, so that no
+    # callback starts while Python finalizes.
+    for conn in list(_callback_connections):
+        try:
+            conn.shutdown()
+        except Exception:  # pragma: no cover - best effort at exit
+            pass
+
+
+class Client:
+    """A client: credentials, endpoints and TLS settings, and the three styles of connection.
+
+    Args:
+        key: the API key; default ``FAL_KEY`` (or ``FAL_KEY_ID`` + ``FAL_KEY_SECRET``).
+        run_host: host of the realtime endpoints; default ``FAL_RUN_HOST`` or ``fal.run``.
+            ``ws://host:port`` (plain, e.g. a local emulator) needs ``allow_insecure_ws``.
+        rest_url: base URL of the token endpoint; default ``FAL_REST_URL`` or ``https://rest.fal.ai``.
+        ca_file: an extra PEM file of CA certificates to trust beside the system's.
+        allow_insecure_ws: allow plain ``ws://`` and ``http://`` (local testing only).
+        open_timeout: seconds allowed for the token fetch plus the handshake (default 90).
+        max_message_size: largest accepted incoming frame, in bytes.
+    """
+
+    def __init__(
+        self,
+        key: Optional[str] = None,
+        run_host: Optional[str] = None,
+        rest_url: Optional[str] = None,
+        ca_file: Union[str, "PathLike[str]", None] = None,
+        allow_insecure_ws: bool = False,
+        *,
+        open_timeout: Optional[float] = None,
+        max_message_size: Optional[int] = None,
+    ) -> None:
+        self._native = _native.Client(
+            key=key,
+            run_host=run_host,
+            rest_url=rest_url,
+            ca_file=ca_file,
+            allow_insecure_ws=allow_insecure_ws,
+            open_timeout=open_timeout,
+            max_message_size=max_message_size,
+        )
+
+    def __repr__(self) -> str:
+        return repr(self._native)
+
+    @contextmanager
+    def realtime(
+        self,
+        application: str,
+        *,
+        use_jwt: bool = True,
+        path: str = "/realtime",
+        max_buffering: Optional[int] = None,
+        token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+        encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+        decode_message: Optional[Callable[[bytes], Any]] = None,
+        token_provider: Optional[TokenProvider] = None,
+    ) -> Iterator[RealtimeConnection]:
+        """Open a realtime connection to ``application`` (blocking), as ``fal_client.realtime``.
+
+        Yields a :class:`RealtimeConnection`; closes it on exit. Raises a
+        :class:`FalRealtimeError` subclass when the connection cannot be opened.
+
+        Args:
+            application: the app id, e.g. ``"fal-ai/fast-lcm-diffusion"``.
+            use_jwt: ``True``: a short-lived token in the URL; ``False``: the key in a header.
+            path: the path after the app id (default ``/realtime``, never doubled).
+            max_buffering: the server-side input queue length, 1..60.
+            token_expiration: the token life to request, in seconds.
+            encode_message: replaces the msgpack encoder; returns ``bytes`` or ``str``.
+            decode_message: replaces the msgpack decoder of binary frames.
+            token_provider: fetches tokens instead of fal's token endpoint.
+        """
+        conn = self._native.realtime(
+            application,
+            path=_realtime_path(path),
+            use_jwt=use_jwt,
+            max_buffering=max_buffering,
+            token_expiration=token_expiration,
+            token_provider=token_provider,
+            encode_message=encode_message,
+            decode_message=decode_message,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @asynccontextmanager
+    async def realtime_async(
+        self,
+        application: str,
+        *,
+        use_jwt: bool = True,
+        path: str = "/realtime",
+        max_buffering: Optional[int] = None,
+        token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+        encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+        decode_message: Optional[Callable[[bytes], Any]] = None,
+        token_provider: Optional[TokenProvider] = None,
+    ) -> AsyncIterator[AsyncRealtimeConnection]:
+        """The asyncio form of :meth:`realtime`: ``async with``, yielding an
+        :class:`AsyncRealtimeConnection`. Same arguments."""
+        native = await self._native.realtime_async(
+            application,
+            path=_realtime_path(path),
+            use_jwt=use_jwt,
+            max_buffering=max_buffering,
+            token_expiration=token_expiration,
+            token_provider=token_provider,
+            encode_message=encode_message,
+            decode_message=decode_message,
+        )
+        conn = AsyncRealtimeConnection(native)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    @contextmanager
+    def ws_connect(
+        self,
+        application: str,
+        *,
+        use_jwt: bool = True,
+        path: str = "",
+        max_buffering: Optional[int] = None,
+        token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+        token_provider: Optional[TokenProvider] = None,
+    ) -> Iterator[WsConnection]:
+        """Open a raw WebSocket to ``application`` (blocking), with the same URL and
+        auth rules as :meth:`realtime` but no codec and no default path.
+
+        Yields a :class:`WsConnection`; closes it on exit.
+        """
+        conn = self._native.ws_connect(
+            application,
+            path=_ws_path(path),
+            use_jwt=use_jwt,
+            max_buffering=max_buffering,
+            token_expiration=token_expiration,
+            token_provider=token_provider,
+        )
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    @asynccontextmanager
+    async def ws_connect_async(
+        self,
+        application: str,
+        *,
+        use_jwt: bool = True,
+        path: str = "",
+        max_buffering: Optional[int] = None,
+        token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+        token_provider: Optional[TokenProvider] = None,
+    ) -> AsyncIterator[AsyncWsConnection]:
+        """The asyncio form of :meth:`ws_connect`, yielding an :class:`AsyncWsConnection`."""
+        native = await self._native.ws_connect_async(
+            application,
+            path=_ws_path(path),
+            use_jwt=use_jwt,
+            max_buffering=max_buffering,
+            token_expiration=token_expiration,
+            token_provider=token_provider,
+        )
+        conn = AsyncWsConnection(native)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
+    def connect(
+        self,
+        application: str,
+        *,
+        on_result: Callable[[Any], Any],
+        on_error: Optional[Callable[[FalRealtimeError], Any]] = None,
+        on_state: Optional[Callable[[str], Any]] = None,
+        connection_key: Optional[str] = None,
+        throttle_interval: float = 0.128,
+        max_buffering: Optional[int] = None,
+        path: Optional[str] = None,
+        token_provider: Optional[TokenProvider] = None,
+        token_expiration: Optional[float] = None,
+        encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+        decode_message: Optional[Callable[[bytes], Any]] = None,
+        use_jwt: bool = True,
+    ) -> CallbackConnection:
+        """A callback-style connection, like ``fal.realtime.connect`` of fal's JS client.
+
+        Returns at once; the connection opens on the first ``send``. While it
+        connects only the latest input is kept; sends are throttled to one per
+        ``throttle_interval`` seconds (the latest input of a burst always goes
+        out); after any close the next ``send`` reconnects with a fresh token.
+
+        Callbacks run on a library thread holding the GIL, one at a time per
+        connection; an exception inside one is logged (logger ``fal_realtime``)
+        and never stops the connection. ``on_result(result)`` gets each result,
+        ``on_error(exc)`` each error (a :class:`FalRealtimeError`; without it,
+        errors are logged), ``on_state(state)`` each state change (``"idle"``,
+        ``"authenticating"``, ``"connecting"``, ``"open"``, ``"closed"``).
+
+        With ``connection_key``, a live connection with the same key is
+        returned and these callbacks replace its earlier ones.
+        ``token_provider`` may be sync or async (run on the event loop that was
+        running when ``connect`` was called, if any); with ``token_expiration``
+        (seconds), tokens are refreshed at 90 % of their life.
+        Keep a reference to the returned connection: it shuts down once no
+        reference is left. Use it as a context manager, or call ``shutdown()``.
+        """
+        conn = self._native.connect(
+            application,
+            on_result=on_result,
+            on_error=on_error,
+            on_state=on_state,
+            connection_key=connection_key,
+            throttle_interval=throttle_interval,
+            max_buffering=max_buffering,
+            path=_ws_path(path),
+            use_jwt=use_jwt,
+            token_provider=token_provider,
+            token_expiration=token_expiration,
+            encode_message=encode_message,
+            decode_message=decode_message,
+        )
+        _callback_connections.add(conn)
+        return conn
+
+
+_default_client: Optional[Client] = None
+_default_lock = threading.Lock()
+
+
+def _client() -> Client:
+    global _default_client
+    c = _default_client
+    if c is None:
+        with _default_lock:
+            if _default_client is None:
+                _default_client = Client()
+            c = _default_client
+    return c
+
+
+def realtime(
+    application: str,
+    *,
+    use_jwt: bool = True,
+    path: str = "/realtime",
+    max_buffering: Optional[int] = None,
+    token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+    encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+    decode_message: Optional[Callable[[bytes], Any]] = None,
+    token_provider: Optional[TokenProvider] = None,
+) -> ContextManager[RealtimeConnection]:
+    """:meth:`Client.realtime` on the default client (configured from the environment).
+
+    >>> with fal_realtime.realtime("fal-ai/fast-lcm-diffusion") as conn:  # doctest: +SKIP
+    ...     conn.send({"prompt": "a cat"})
+    ...     result = conn.recv()
+    """
+    return _client().realtime(
+        application,
+        use_jwt=use_jwt,
+        path=path,
+        max_buffering=max_buffering,
+        token_expiration=token_expiration,
+        encode_message=encode_message,
+        decode_message=decode_message,
+        token_provider=token_provider,
+    )
+
+
+def realtime_async(
+    application: str,
+    *,
+    use_jwt: bool = True,
+    path: str = "/realtime",
+    max_buffering: Optional[int] = None,
+    token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+    encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+    decode_message: Optional[Callable[[bytes], Any]] = None,
+    token_provider: Optional[TokenProvider] = None,
+) -> AsyncContextManager[AsyncRealtimeConnection]:
+    """:meth:`Client.realtime_async` on the default client (configured from the environment).
+
+    >>> async with fal_realtime.realtime_async("fal-ai/fast-lcm-diffusion") as conn:  # doctest: +SKIP
+    ...     await conn.send({"prompt": "a cat"})
+    ...     result = await conn.recv()
+    """
+    return _client().realtime_async(
+        application,
+        use_jwt=use_jwt,
+        path=path,
+        max_buffering=max_buffering,
+        token_expiration=token_expiration,
+        encode_message=encode_message,
+        decode_message=decode_message,
+        token_provider=token_provider,
+    )
+
+
+def ws_connect(
+    application: str,
+    *,
+    use_jwt: bool = True,
+    path: str = "",
+    max_buffering: Optional[int] = None,
+    token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+    token_provider: Optional[TokenProvider] = None,
+) -> ContextManager[WsConnection]:
+    """:meth:`Client.ws_connect` on the default client (configured from the environment)."""
+    return _client().ws_connect(
+        application,
+        use_jwt=use_jwt,
+        path=path,
+        max_buffering=max_buffering,
+        token_expiration=token_expiration,
+        token_provider=token_provider,
+    )
+
+
+def ws_connect_async(
+    application: str,
+    *,
+    use_jwt: bool = True,
+    path: str = "",
+    max_buffering: Optional[int] = None,
+    token_expiration: int = REALTIME_TOKEN_EXPIRATION_SECONDS,
+    token_provider: Optional[TokenProvider] = None,
+) -> AsyncContextManager[AsyncWsConnection]:
+    """:meth:`Client.ws_connect_async` on the default client (configured from the environment)."""
+    return _client().ws_connect_async(
+        application,
+        use_jwt=use_jwt,
+        path=path,
+        max_buffering=max_buffering,
+        token_expiration=token_expiration,
+        token_provider=token_provider,
+    )
+
+
+def connect(
+    application: str,
+    *,
+    on_result: Callable[[Any], Any],
+    on_error: Optional[Callable[[FalRealtimeError], Any]] = None,
+    on_state: Optional[Callable[[str], Any]] = None,
+    connection_key: Optional[str] = None,
+    throttle_interval: float = 0.128,
+    max_buffering: Optional[int] = None,
+    path: Optional[str] = None,
+    token_provider: Optional[TokenProvider] = None,
+    token_expiration: Optional[float] = None,
+    encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+    decode_message: Optional[Callable[[bytes], Any]] = None,
+    use_jwt: bool = True,
+) -> CallbackConnection:
+    """:meth:`Client.connect` on the default client (configured from the environment).
+
+    >>> conn = fal_realtime.connect("fal-ai/fast-lcm-diffusion", on_result=print)  # doctest: +SKIP
+    >>> conn.send({"prompt": "a cat"})  # doctest: +SKIP
+    """
+    return _client().connect(
+        application,
+        on_result=on_result,
+        on_error=on_error,
+        on_state=on_state,
+        connection_key=connection_key,
+        throttle_interval=throttle_interval,
+        max_buffering=max_buffering,
+        path=path,
+        token_provider=token_provider,
+        token_expiration=token_expiration,
+        encode_message=encode_message,
+        decode_message=decode_message,
+        use_jwt=use_jwt,
+    )

@@ -1,0 +1,227 @@
+"""Type stubs of the extension module ``fal_realtime._native`` (the Rust part)."""
+
+from os import PathLike
+from typing import Any, Awaitable, Callable, Dict, Iterator, Optional, Tuple, Union
+
+from typing_extensions import Self
+
+__version__: str
+CORE_VERSION: str
+
+class Stats:
+    """A snapshot of a connection's counters."""
+
+    @property
+    def frames_sent(self) -> int:
+        """Data frames written to the socket."""
+    @property
+    def bytes_sent(self) -> int:
+        """Payload bytes written."""
+    @property
+    def frames_received(self) -> int:
+        """Data frames read from the socket (results, control and error frames)."""
+    @property
+    def bytes_received(self) -> int:
+        """Payload bytes read."""
+    @property
+    def results(self) -> int:
+        """Results delivered."""
+    @property
+    def errors(self) -> int:
+        """Errors reported."""
+    @property
+    def connects(self) -> int:
+        """Successful connection opens."""
+    @property
+    def reconnects(self) -> int:
+        """Opens after the first one."""
+    @property
+    def token_fetches(self) -> int:
+        """Tokens fetched (initial and refreshes)."""
+    @property
+    def inputs_replaced(self) -> int:
+        """Inputs replaced by a newer one before they were sent."""
+    @property
+    def last_server_timing(self) -> Optional[float]:
+        """The last processing time (seconds) the server reported in a timings message."""
+    def to_dict(self) -> Dict[str, Any]:
+        """The counters as a dict."""
+
+class RealtimeConnection:
+    """A blocking realtime connection, from ``realtime()``.
+
+    Thread-safe: one thread may block in ``recv`` while others ``send``.
+    """
+
+    def send(self, arguments: Any) -> None:
+        """Send one input (a dict; ``bytes`` are sent as is, as pre-encoded msgpack)."""
+    def recv(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
+        """The next result; ``None`` once the connection has closed cleanly.
+
+        With ``timeout`` (seconds), raises ``FalTimeoutError`` when nothing arrives in time.
+        """
+    def close(self) -> None:
+        """Close the connection (code 1000). Idempotent."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def stats(self) -> Stats:
+        """Counters of this connection."""
+    def __iter__(self) -> Iterator[Dict[str, Any]]: ...
+    def __next__(self) -> Dict[str, Any]: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class WsConnection:
+    """A blocking raw WebSocket, from ``ws_connect()``: frames in, frames out."""
+
+    def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
+        """Send ``bytes`` (a binary frame) or ``str`` (a text frame)."""
+    def recv(self, timeout: Optional[float] = None) -> Union[bytes, str, None]:
+        """The next frame; ``None`` once the connection has closed cleanly."""
+    def close(self) -> None:
+        """Close the connection (code 1000). Idempotent."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def stats(self) -> Stats:
+        """Counters of this connection."""
+    def __iter__(self) -> Iterator[Union[bytes, str]]: ...
+    def __next__(self) -> Union[bytes, str]: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class CallbackConnection:
+    """A callback-style realtime connection, from ``connect()``.
+
+    ``send`` and ``close`` never block and may be called from any thread,
+    including from inside callbacks.
+    """
+
+    def send(self, arguments: Any) -> None:
+        """Queue one input; connection errors go to ``on_error``."""
+    def close(self) -> None:
+        """Close the socket (code 1000) and drop a pending input; the next ``send`` reconnects."""
+    def shutdown(self) -> None:
+        """Close for good: no callback runs after this returns."""
+    @property
+    def state(self) -> str:
+        """``"idle"``, ``"authenticating"``, ``"connecting"``, ``"open"`` or ``"closed"``."""
+    @property
+    def stats(self) -> Stats:
+        """Counters of this connection."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, *args: object) -> bool: ...
+
+class AsyncConnection:
+    """The native half of an asyncio connection (wrapped by the public classes)."""
+
+    def send(self, data: Any) -> Optional[Awaitable[None]]:
+        """Send; ``None`` when done already, else an awaitable."""
+    def recv(self) -> Tuple[bool, Any]:
+        """``(True, value)`` when ready now, else ``(False, awaitable)``."""
+    def close(self) -> Optional[Awaitable[None]]:
+        """Close; ``None`` when done already, else an awaitable."""
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
+    @property
+    def stats(self) -> Stats:
+        """Counters of this connection."""
+
+class Client:
+    """The native client (wrapped by ``fal_realtime.Client``)."""
+
+    def __init__(
+        self,
+        key: Optional[str] = None,
+        run_host: Optional[str] = None,
+        rest_url: Optional[str] = None,
+        ca_file: Union[str, PathLike[str], None] = None,
+        allow_insecure_ws: bool = False,
+        open_timeout: Optional[float] = None,
+        max_message_size: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def has_credentials(self) -> bool:
+        """Whether credentials are configured."""
+    @property
+    def run_host(self) -> str:
+        """The run host in use."""
+    def realtime(
+        self,
+        app: str,
+        *,
+        path: Optional[str] = None,
+        use_jwt: bool = True,
+        max_buffering: Optional[int] = None,
+        token_expiration: Optional[float] = None,
+        token_provider: Optional[Callable[[str], Any]] = None,
+        encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+        decode_message: Optional[Callable[[bytes], Any]] = None,
+    ) -> RealtimeConnection:
+        """Open a blocking realtime connection."""
+    def ws_connect(
+        self,
+        app: str,
+        *,
+        path: Optional[str] = None,
+        use_jwt: bool = True,
+        max_buffering: Optional[int] = None,
+        token_expiration: Optional[float] = None,
+        token_provider: Optional[Callable[[str], Any]] = None,
+    ) -> WsConnection:
+        """Open a blocking raw WebSocket."""
+    def realtime_async(
+        self,
+        app: str,
+        *,
+        path: Optional[str] = None,
+        use_jwt: bool = True,
+        max_buffering: Optional[int] = None,
+        token_expiration: Optional[float] = None,
+        token_provider: Optional[Callable[[str], Any]] = None,
+        encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+        decode_message: Optional[Callable[[bytes], Any]] = None,
+    ) -> Awaitable[AsyncConnection]:
+        """Open an asyncio realtime connection."""
+    def ws_connect_async(
+        self,
+        app: str,
+        *,
+        path: Optional[str] = None,
+        use_jwt: bool = True,
+        max_buffering: Optional[int] = None,
+        token_expiration: Optional[float] = None,
+        token_provider: Optional[Callable[[str], Any]] = None,
+    ) -> Awaitable[AsyncConnection]:
+        """Open an asyncio raw WebSocket."""
+    def connect(
+        self,
+        app: str,
+        *,
+        on_result: Callable[[Any], Any],
+        on_error: Optional[Callable[[Any], Any]] = None,
+        on_state: Optional[Callable[[str], Any]] = None,
+        connection_key: Optional[str] = None,
+        throttle_interval: Optional[float] = 0.128,
+        max_buffering: Optional[int] = None,
+        path: Optional[str] = None,
+        use_jwt: bool = True,
+        token_provider: Optional[Callable[[str], Any]] = None,
+        token_expiration: Optional[float] = None,
+        encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
+        decode_message: Optional[Callable[[bytes], Any]] = None,
+    ) -> CallbackConnection:
+        """Create a callback-style connection (connects on the first send)."""
+
+def packb(obj: Any) -> bytes:
+    """Encode ``obj`` as msgpack, as the connections do (bytes stay bin, str stays str)."""
+
+def unpackb(data: Union[bytes, bytearray]) -> Any:
+    """Decode msgpack into Python objects, as the connections do."""
+
+def _settle(fut: Any, value: Any, is_err: bool) -> None: ...
+def _deliver(conn: AsyncConnection, fut: Any, value: Any, is_err: bool) -> None: ...

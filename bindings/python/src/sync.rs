@@ -1,0 +1,228 @@
+//! The blocking API: `realtime()` and `ws_connect()` connections.
+//!
+//! Each connection owns a current-thread tokio runtime that the calling
+//! thread drives while it waits (GIL released): a `recv` reads the socket on
+//! the caller's own thread, with no thread hop. Several threads may use one
+//! connection: one drives the runtime, the others poll their own futures.
+
+use crate::errors;
+use crate::halves::Halves;
+use crate::hooks;
+use crate::stats::PyStats;
+use crate::util;
+use fal_realtime::{ErrorKind, Frame};
+use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::runtime::Runtime;
+
+pub struct SyncCore {
+    rt: Option<Runtime>,
+    halves: Halves,
+    closed: AtomicBool,
+    encode: Option<Py<PyAny>>,
+}
+
+/// A new current-thread runtime for one connection.
+pub fn new_runtime() -> PyResult<Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| errors::of_kind(ErrorKind::Internal, format!("could not start a runtime: {e}")))
+}
+
+impl SyncCore {
+    pub fn new(rt: Runtime, halves: Halves, encode: Option<Py<PyAny>>) -> Self {
+        SyncCore {
+            rt: Some(rt),
+            halves,
+            closed: AtomicBool::new(false),
+            encode,
+        }
+    }
+
+    fn rt(&self) -> &Runtime {
+        // Only taken in Drop.
+        self.rt.as_ref().expect("runtime present until drop")
+    }
+
+    fn send_frame(&self, py: Python<'_>, frame: Frame) -> PyResult<()> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(errors::closed_by_caller());
+        }
+        let halves = &self.halves;
+        match util::block_on(py, self.rt(), halves.send(frame), None)? {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(errors::to_py(py, &e)),
+            None => unreachable!("no deadline"),
+        }
+    }
+
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        if self.closed.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let deadline = util::deadline(timeout)?;
+        let halves = &self.halves;
+        match util::block_on(py, self.rt(), halves.recv(), deadline)? {
+            None => Err(errors::of_kind(
+                ErrorKind::Timeout,
+                format!("no message within {:.3} s", timeout.unwrap_or(0.0)),
+            )),
+            Some(None) => Ok(None),
+            Some(Some(Ok(item))) => item.into_py(py).map(Some),
+            Some(Some(Err(e))) => Err(errors::to_py(py, &e)),
+        }
+    }
+
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.recv(py, None)
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let halves = &self.halves;
+        match util::block_on(py, self.rt(), halves.close(), None)? {
+            Some(Ok(())) | None => Ok(()),
+            // Already gone: nothing left to close.
+            Some(Err(e)) if matches!(e.kind(), ErrorKind::Closed | ErrorKind::Connect) => Ok(()),
+            Some(Err(e)) => Err(errors::to_py(py, &e)),
+        }
+    }
+
+    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
+        if let Some(s) = self.halves.try_stats() {
+            return Ok(s.into());
+        }
+        let halves = &self.halves;
+        let s = util::block_on(py, self.rt(), halves.stats(), None)?.expect("no deadline");
+        Ok(s.into())
+    }
+}
+
+impl Drop for SyncCore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// A blocking realtime connection, from `realtime()`.
+///
+/// `send(input)` encodes a dict as msgpack and sends it; `recv()` returns the
+/// next result (`None` once the connection closed cleanly, also after the
+/// server's idle `TIMEOUT`); iterate it to get results until then. Thread-safe:
+/// one thread may block in `recv` while others `send`.
+#[pyclass(frozen, weakref, module = "fal_realtime", name = "RealtimeConnection")]
+pub struct RealtimeConnection {
+    pub core: SyncCore,
+}
+
+#[pymethods]
+impl RealtimeConnection {
+    /// Send one input (a dict; `bytes` are sent as is, as pre-encoded msgpack).
+    fn send(&self, py: Python<'_>, arguments: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = hooks::encode_input(py, arguments, self.core.encode.as_ref())?;
+        self.core.send_frame(py, frame)
+    }
+
+    /// The next result; `None` once the connection has closed cleanly.
+    /// With `timeout` (seconds), raises `FalTimeoutError` when nothing arrives in time.
+    #[pyo3(signature = (timeout = None))]
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.core.recv(py, timeout)
+    }
+
+    /// Close the connection (code 1000). Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.core.close(py)
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.closed.load(Ordering::Acquire)
+    }
+
+    /// Counters of this connection.
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
+        self.core.stats(py)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.core.next(py)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.core.close(py)?;
+        Ok(false)
+    }
+}
+
+/// A blocking raw WebSocket, from `ws_connect()`: frames in, frames out.
+#[pyclass(frozen, weakref, module = "fal_realtime", name = "WsConnection")]
+pub struct WsConnection {
+    pub core: SyncCore,
+}
+
+#[pymethods]
+impl WsConnection {
+    /// Send `bytes` (a binary frame) or `str` (a text frame).
+    fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = hooks::frame_from_py(data)?;
+        self.core.send_frame(py, frame)
+    }
+
+    /// The next frame (`bytes` or `str`); `None` once the connection has closed cleanly.
+    #[pyo3(signature = (timeout = None))]
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.core.recv(py, timeout)
+    }
+
+    /// Close the connection (code 1000). Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.core.close(py)
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.closed.load(Ordering::Acquire)
+    }
+
+    /// Counters of this connection.
+    #[getter]
+    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
+        self.core.stats(py)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.core.next(py)
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.core.close(py)?;
+        Ok(false)
+    }
+}

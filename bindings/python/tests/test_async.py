@@ -1,0 +1,152 @@
+"""The asyncio style: realtime_async(), await send/recv, async for, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Dict, List
+
+import pytest
+
+import fal_realtime
+from conftest import mint_token
+from fal_realtime import Client
+
+
+async def test_round_trip(client: Client) -> None:
+    async with client.realtime_async("owner/echo") as conn:
+        await conn.send({"prompt": "a cat", "image": b"\x00\x01"})
+        assert await conn.recv() == {"prompt": "a cat", "image": b"\x00\x01"}
+        assert conn.stats.results == 1
+    assert conn.closed
+
+
+async def test_many_round_trips(client: Client) -> None:
+    async with client.realtime_async("owner/echo") as conn:
+        for i in range(200):
+            await conn.send({"i": i})
+            assert await conn.recv() == {"i": i}
+
+
+async def test_async_for_until_timeout_message(timeout_emu: Any) -> None:
+    client = timeout_emu.client()
+    async with client.realtime_async("owner/stream") as conn:
+        await conn.send({"count": 3})
+        got = [r["index"] async for r in conn]  # TIMEOUT after 1 s idle ends it cleanly
+        assert got == [0, 1, 2]
+        assert await conn.recv() is None
+
+
+async def test_large_payload_8_mib(client: Client) -> None:
+    blob = os.urandom(8 * 1024 * 1024)
+    async with client.realtime_async("owner/echo") as conn:
+        await conn.send({"image": blob})
+        out = await conn.recv(timeout=30)
+        assert out is not None and out["image"] == blob
+
+
+async def test_recv_timeout(client: Client) -> None:
+    async with client.realtime_async("owner/slow") as conn:
+        with pytest.raises(fal_realtime.FalTimeoutError):
+            await conn.recv(timeout=0.05)
+        await conn.send({"late": 1})
+        assert await conn.recv(timeout=10) == {"late": 1}
+
+
+async def test_cancelling_an_awaiting_recv_loses_nothing(client: Client) -> None:
+    async with client.realtime_async("owner/slow") as conn:
+        task = asyncio.ensure_future(conn.recv())
+        await asyncio.sleep(0.1)
+        assert not task.done()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # The connection still works, and results come in order.
+        await conn.send({"n": 1})
+        await conn.send({"n": 2})
+        assert await conn.recv(timeout=10) == {"n": 1}
+        assert await conn.recv(timeout=10) == {"n": 2}
+
+
+async def test_cancellation_racing_results_keeps_order(client: Client) -> None:
+    async with client.realtime_async("owner/echo", max_buffering=60) as conn:
+        n = 300
+        for i in range(n):
+            await conn.send({"i": i})
+        got: List[int] = []
+        while len(got) < n:
+            # Very short waits: some recvs are cancelled right as a result arrives.
+            try:
+                r = await asyncio.wait_for(conn.recv(), 0.0005)
+            except asyncio.TimeoutError:
+                continue
+            assert r is not None
+            got.append(r["i"])
+        assert got == list(range(n))
+
+
+async def test_many_concurrent_connections(client: Client) -> None:
+    async def one(k: int) -> List[Dict[str, Any]]:
+        async with client.realtime_async("owner/echo") as conn:
+            out = []
+            for i in range(20):
+                await conn.send({"k": k, "i": i})
+                r = await conn.recv(timeout=20)
+                assert r is not None
+                out.append(r)
+            return out
+
+    results = await asyncio.gather(*(one(k) for k in range(50)))
+    for k, rs in enumerate(results):
+        assert rs == [{"k": k, "i": i} for i in range(20)]
+
+
+async def test_concurrent_sender_and_receiver_tasks(client: Client) -> None:
+    async with client.realtime_async("owner/echo", max_buffering=60) as conn:
+
+        async def send_all() -> None:
+            for i in range(100):
+                await conn.send({"i": i})
+
+        async def recv_all() -> List[int]:
+            out = []
+            for _ in range(100):
+                r = await conn.recv(timeout=20)
+                assert r is not None
+                out.append(r["i"])
+            return out
+
+        _, got = await asyncio.gather(send_all(), recv_all())
+        assert got == list(range(100))
+
+
+async def test_async_token_provider(emu: Any) -> None:
+    client = emu.client(key="wrong-key")
+    calls: List[str] = []
+
+    async def provider(app: str) -> str:
+        calls.append(app)
+        await asyncio.sleep(0)
+        return await asyncio.get_running_loop().run_in_executor(None, mint_token, emu, "echo")
+
+    async with client.realtime_async("owner/echo", token_provider=provider) as conn:
+        await conn.send({"via": "async provider"})
+        assert await conn.recv() == {"via": "async provider"}
+    assert calls == ["owner/echo/realtime"]
+
+
+async def test_server_error_is_raised(client: Client) -> None:
+    async with client.realtime_async("owner/fail") as conn:
+        await conn.send({"x": 1})
+        with pytest.raises(fal_realtime.RealtimeError) as ei:
+            await conn.recv()
+        assert ei.value.error == "INTERNAL_ERROR"
+        assert "boom" in ei.value.reason
+
+
+async def test_cancelling_connect(emu: Any) -> None:
+    client = emu.client()
+    task = asyncio.ensure_future(client.realtime_async("owner/echo").__aenter__())
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
