@@ -409,6 +409,7 @@ impl Actor {
                     Some(Cmd::Close) => {}
                     Some(Cmd::Shutdown(done)) => {
                         self.shared.retire();
+                        self.rx.close();
                         let _ = done.send(());
                         return;
                     }
@@ -467,6 +468,7 @@ impl Actor {
                     }
                     Some(Cmd::Shutdown(done)) => {
                         self.shared.retire();
+                        self.rx.close();
                         let _ = done.send(());
                         return Err(Next::Exit);
                     }
@@ -548,6 +550,7 @@ impl Actor {
                     Some(Cmd::Shutdown(done)) => {
                         graceful_close(&mut ws).await;
                         self.shared.retire();
+                        self.rx.close();
                         let _ = done.send(());
                         return Next::Exit;
                     }
