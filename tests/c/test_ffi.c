@@ -1,0 +1,878 @@
+/*
+ * C tests of the fal-realtime ABI against the emulator (FAL_RT_EMULATOR=127.0.0.1:PORT):
+ * life cycle, results, errors, re-entrancy, threads, free while in flight, NULL arguments.
+ * Run under AddressSanitizer/UBSan and valgrind by scripts/test-c.sh.
+ */
+#include "harness.h"
+
+/* ------------------------------------------------------------------------ */
+/* Version and result names                                                  */
+
+static void test_version(void) {
+    CHECK(strcmp(fal_rt_version(), FAL_RT_VERSION_STRING) == 0);
+    CHECK(fal_rt_version_number() == FAL_RT_VERSION_NUMBER);
+    CHECK(strcmp(fal_rt_result_name(FAL_RT_OK), "ok") == 0);
+    CHECK(strcmp(fal_rt_result_name(FAL_RT_NOT_CONNECTED), "not_connected") == 0);
+    CHECK(strcmp(fal_rt_result_name(12345), "unknown") == 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* NULL arguments, bad sizes, invalid UTF-8; out-params untouched on failure */
+
+static void test_null_arguments(void) {
+    fal_rt_client *sentinel_client = (fal_rt_client *)0x1;
+    fal_rt_client *client = sentinel_client;
+    fal_rt_error *err = NULL;
+
+    CHECK_RC(fal_rt_client_new(NULL, NULL, &err), FAL_RT_NULL_ARGUMENT);
+    CHECK(err != NULL);
+    CHECK(fal_rt_error_kind(err) == FAL_RT_NULL_ARGUMENT);
+    CHECK(strstr(fal_rt_error_message(err), "out") != NULL);
+    fal_rt_error_free(err);
+    err = NULL;
+
+    fal_rt_client_options bad;
+    memset(&bad, 0, sizeof bad); /* struct_size 0 */
+    CHECK_RC(fal_rt_client_new(&bad, &client, &err), FAL_RT_BAD_STRUCT_SIZE);
+    CHECK(client == sentinel_client); /* out untouched on failure */
+    fal_rt_error_free(err);
+    err = NULL;
+
+    client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_realtime *conn = (fal_rt_realtime *)0x1;
+
+    /* A NULL handler takes nothing. */
+    CHECK_RC(fal_rt_realtime_connect(client, "a/echo", NULL, NULL, &conn, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK(r.freed == 0);
+    /* With a handler, ownership passes: the finalizer runs once even on failure. */
+    CHECK_RC(fal_rt_realtime_connect(NULL, "a/echo", NULL, &h, &conn, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK(r.freed == 1);
+    CHECK_RC(fal_rt_realtime_connect(client, NULL, NULL, &h, &conn, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_realtime_connect(client, "a/echo", NULL, &h, NULL, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK(r.freed == 3);
+    CHECK(conn == (fal_rt_realtime *)0x1);
+    const char bad_utf8[] = {'a', '/', (char)0xff, 0};
+    CHECK_RC(fal_rt_realtime_connect(client, bad_utf8, NULL, &h, &conn, &err), FAL_RT_INVALID_UTF8);
+    CHECK(fal_rt_error_kind(err) == FAL_RT_INVALID_UTF8);
+    fal_rt_error_free(err);
+    err = NULL;
+    CHECK(r.freed == 4);
+
+    /* Calls on NULL handles. */
+    CHECK_RC(fal_rt_realtime_send(NULL, (const uint8_t *)"\x80", 1, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_realtime_send_json(NULL, "{}", NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_realtime_close(NULL), FAL_RT_NULL_ARGUMENT);
+    fal_rt_state st = FAL_RT_STATE_OPEN;
+    CHECK_RC(fal_rt_realtime_state(NULL, &st), FAL_RT_NULL_ARGUMENT);
+    CHECK(st == FAL_RT_STATE_OPEN);
+    fal_rt_stats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.struct_size = sizeof stats;
+    CHECK_RC(fal_rt_realtime_stats(NULL, &stats), FAL_RT_NULL_ARGUMENT);
+    fal_rt_message *msg = (fal_rt_message *)0x1;
+    CHECK_RC(fal_rt_session_recv(NULL, 0, &msg, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK(msg == (fal_rt_message *)0x1);
+    CHECK_RC(fal_rt_session_send_json(NULL, "{}", NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_session_close(NULL, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_ws_send_text(NULL, "x", NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_ws_send_binary(NULL, NULL, 0, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_ws_close(NULL, NULL), FAL_RT_NULL_ARGUMENT);
+    fal_rt_frame *frame = NULL;
+    CHECK_RC(fal_rt_ws_recv(NULL, 0, &frame, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_buffer_append(NULL, (const uint8_t *)"x", 1), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_buffer_set_text(NULL, true), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_message_to_json(NULL, NULL, NULL, NULL), FAL_RT_NULL_ARGUMENT);
+
+    /* Accessors with NULL. */
+    size_t len = 77;
+    CHECK(fal_rt_message_data(NULL, &len) == NULL && len == 77);
+    CHECK(fal_rt_message_request_id(NULL, &len) == NULL && len == 77);
+    CHECK(fal_rt_message_clone(NULL) == NULL);
+    CHECK(fal_rt_frame_data(NULL, &len) == NULL && len == 77);
+    CHECK(!fal_rt_frame_is_text(NULL));
+    CHECK(fal_rt_error_kind(NULL) == FAL_RT_NULL_ARGUMENT);
+    CHECK(fal_rt_error_message(NULL) == NULL);
+    CHECK(fal_rt_error_body(NULL) == NULL);
+    CHECK(fal_rt_error_status(NULL) == 0 && fal_rt_error_close_code(NULL) == 0);
+    CHECK(fal_rt_error_clone(NULL) == NULL);
+
+    /* Every free accepts NULL. */
+    fal_rt_client_free(NULL);
+    fal_rt_realtime_free(NULL);
+    fal_rt_realtime_free_nowait(NULL);
+    fal_rt_session_free(NULL);
+    fal_rt_ws_free(NULL);
+    fal_rt_ws_free_nowait(NULL);
+    fal_rt_message_free(NULL);
+    fal_rt_frame_free(NULL);
+    fal_rt_error_free(NULL);
+    fal_rt_string_free(NULL);
+
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_client_options(void) {
+    fal_rt_client_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.key = "k";
+    o.run_host = "ws://127.0.0.1:1";
+    o.rest_url = "http://127.0.0.1:1";
+    fal_rt_client *c = NULL;
+    fal_rt_error *err = NULL;
+    /* Plain ws:// needs allow_insecure. */
+    CHECK_RC(fal_rt_client_new(&o, &c, &err), FAL_RT_INVALID_ARGUMENT);
+    CHECK(strstr(fal_rt_error_message(err), "allow_insecure") != NULL);
+    fal_rt_error_free(err);
+    err = NULL;
+    o.allow_insecure = true;
+    o.extra_ca_file = "/nonexistent/ca.pem";
+    CHECK_RC(fal_rt_client_new(&o, &c, &err), FAL_RT_INVALID_ARGUMENT);
+    fal_rt_error_free(err);
+    o.extra_ca_file = NULL;
+    CHECK_RC(fal_rt_client_new(&o, &c, NULL), FAL_RT_OK);
+    CHECK(c != NULL);
+    fal_rt_client_free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Realtime: results                                                         */
+
+static void test_realtime_results(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_connect_options o = no_throttle();
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &r.conn, NULL), FAL_RT_OK);
+    fal_rt_state st;
+    CHECK_RC(fal_rt_realtime_state(r.conn, &st), FAL_RT_OK);
+    CHECK(st == FAL_RT_STATE_IDLE);
+
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"prompt\":\"a cat\",\"request_id\":\"req-1\",\"n\":0}", NULL),
+             FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    CHECK(strstr(r.last_json, "\"prompt\":\"a cat\"") != NULL);
+    CHECK(strcmp(r.last_request_id, "req-1") == 0);
+    CHECK((r.last_bytes[0] & 0xf0) == 0x80); /* a msgpack fixmap, untouched */
+    CHECK(read_int(&r, &r.states[FAL_RT_STATE_OPEN]) == 1);
+    CHECK(read_int(&r, &r.states[FAL_RT_STATE_AUTHENTICATING]) == 1);
+
+    /* Open now: every unthrottled send is delivered, in order. */
+    for (int i = 1; i <= 4; i++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"t\":0,\"n\":%d}", i);
+        CHECK_RC(fal_rt_realtime_send_json(r.conn, json, NULL), FAL_RT_OK);
+    }
+    CHECK(wait_for(&r, &r.results, 5));
+    CHECK(r.order_violations == 0);
+    CHECK(r.per_thread_last[0] == 4);
+
+    /* Raw msgpack: {"a": 1} comes back byte for byte. */
+    const uint8_t mp[] = {0x81, 0xa1, 'a', 0x01};
+    CHECK_RC(fal_rt_realtime_send(r.conn, mp, sizeof mp, NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 6));
+    pthread_mutex_lock(&r.mu);
+    int same = r.last_len == sizeof mp && memcmp(r.last_bytes, mp, sizeof mp) == 0;
+    pthread_mutex_unlock(&r.mu);
+    CHECK(same);
+    CHECK(strcmp(r.last_json, "{\"a\":1}") == 0);
+
+    fal_rt_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(fal_rt_realtime_stats(r.conn, &s), FAL_RT_OK);
+    CHECK(s.struct_size == sizeof s);
+    CHECK(s.results == 6 && s.frames_sent == 6 && s.connects == 1 && s.errors == 0);
+    CHECK(s.last_server_timing_us == -1);
+
+    /* Invalid JSON is refused at once with a message. */
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{nope", &err), FAL_RT_ENCODE);
+    CHECK(strstr(fal_rt_error_message(err), "JSON") != NULL);
+    fal_rt_error_free(err);
+
+    CHECK_RC(fal_rt_realtime_close(r.conn), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.states[FAL_RT_STATE_CLOSED], 1));
+    fal_rt_realtime_free(r.conn);
+    /* free returned: the finalizer ran. */
+    CHECK(r.freed == 1);
+    CHECK(r.errors == 0);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+/* A message kept beyond its callback with fal_rt_message_clone. */
+static fal_rt_message *g_kept = NULL;
+static void keep_result(void *ud, const fal_rt_message *m) {
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    if (g_kept == NULL) g_kept = fal_rt_message_clone(m);
+    r->results++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void test_message_clone(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    h.on_result = keep_result;
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"keep\":[1,2,3]}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    /* Still valid after the connection and client are gone. */
+    char *json = NULL;
+    size_t len = 0;
+    CHECK_RC(fal_rt_message_to_json(g_kept, &json, &len, NULL), FAL_RT_OK);
+    CHECK(strcmp(json, "{\"keep\":[1,2,3]}") == 0 && len == strlen(json));
+    fal_rt_string_free(json);
+    fal_rt_message_free(g_kept);
+    g_kept = NULL;
+    recorder_destroy(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Realtime: errors                                                          */
+
+static void test_bad_app_id(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_realtime *conn = NULL;
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "not-an-app-id", NULL, &h, &conn, &err), FAL_RT_INVALID_ARGUMENT);
+    CHECK(conn == NULL);
+    CHECK(fal_rt_error_kind(err) == FAL_RT_INVALID_ARGUMENT);
+    CHECK(strstr(fal_rt_error_message(err), "Invalid app id") != NULL);
+    fal_rt_error_free(err);
+    CHECK(r.freed == 1);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_bad_max_buffering(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_connect_options o = no_throttle();
+    int bad[] = {61, -1, 1000};
+    for (int i = 0; i < 3; i++) {
+        o.max_buffering = bad[i];
+        fal_rt_realtime *conn = NULL;
+        fal_rt_error *err = NULL;
+        CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, &err), FAL_RT_INVALID_ARGUMENT);
+        CHECK(strstr(fal_rt_error_message(err), "max_buffering") != NULL);
+        fal_rt_error_free(err);
+    }
+    CHECK(r.freed == 3);
+    /* A valid one works end to end. */
+    o.max_buffering = 5;
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"x\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    fal_rt_realtime_free(conn);
+    CHECK(r.freed == 4);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_wrong_key_is_unauthorized(void) {
+    fal_rt_client *client = emulator_client_with_key("wrong-key");
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"x\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.errors, 1));
+    CHECK(r.last_error_kind == FAL_RT_AUTH);
+    CHECK(r.last_error_status == 401 || r.last_error_status == 403);
+    CHECK(strstr(r.last_error, "wrong-key") == NULL); /* never the key */
+    CHECK(r.results == 0);
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static int g_token_calls = 0;
+static char g_token_app[128];
+static int bogus_token(void *ud, const char *app, fal_rt_buffer *out) {
+    (void)ud;
+    g_token_calls++;
+    snprintf(g_token_app, sizeof g_token_app, "%s", app);
+    return fal_rt_buffer_append(out, (const uint8_t *)"bogus", 5) == FAL_RT_OK ? 0 : 1;
+}
+static int failing_token(void *ud, const char *app, fal_rt_buffer *out) {
+    (void)ud;
+    (void)app;
+    (void)out;
+    return 42;
+}
+
+static void test_token_provider_unauthorized(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r, cbr;
+    recorder_init(&r);
+    recorder_init(&cbr);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_connect_options o = no_throttle();
+    o.token_provider = bogus_token;
+    o.callbacks_user_data = &cbr;
+    o.free_callbacks_user_data = rec_free;
+    fal_rt_realtime *conn = NULL;
+    g_token_calls = 0;
+    CHECK_RC(fal_rt_realtime_connect(client, "123-myapp", &o, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"x\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.errors, 1));
+    CHECK(r.last_error_kind == FAL_RT_AUTH);
+    CHECK(strcmp(g_token_app, "123/myapp/realtime") == 0);
+    CHECK(g_token_calls >= 1);
+    CHECK(wait_for(&r, &r.states[FAL_RT_STATE_CLOSED], 1));
+    fal_rt_realtime_free(conn);
+    CHECK(r.freed == 1 && cbr.freed == 1);
+
+    /* A provider that fails: FAL_RT_TOKEN_PROVIDER, with its code in the message. */
+    recorder r2;
+    recorder_init(&r2);
+    h = rec_handler(&r2);
+    o.token_provider = failing_token;
+    o.free_callbacks_user_data = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"x\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r2, &r2.errors, 1));
+    CHECK(r2.last_error_kind == FAL_RT_TOKEN_PROVIDER);
+    CHECK(strstr(r2.last_error, "42") != NULL);
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+    recorder_destroy(&r2);
+    recorder_destroy(&cbr);
+}
+
+static void test_server_error(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/fail", NULL, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"x\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.errors, 1));
+    CHECK(r.last_error_kind == FAL_RT_SERVER);
+    CHECK(strstr(r.last_error, "INTERNAL_ERROR") != NULL);
+    CHECK(strstr(r.last_error_body, "x-fal-error") != NULL);
+    CHECK(r.results == 0);
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_abnormal_close_code(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/control", NULL, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"do\":\"close\",\"code\":4001}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.errors, 1));
+    CHECK(r.last_error_kind == FAL_RT_CLOSED);
+    CHECK(r.last_error_close_code == 4001);
+    /* The next send reconnects. */
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"do\":\"echo\"}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    CHECK(wait_for(&r, &r.states[FAL_RT_STATE_OPEN], 2));
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Re-entrancy: close and free inside callbacks                              */
+
+static void test_close_inside_callback(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    r.close_on_result = 1;
+    r.reentrant_rc = (fal_rt_result)-1;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &r.conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.states[FAL_RT_STATE_CLOSED], 1));
+    CHECK(r.reentrant_rc == FAL_RT_OK);
+    /* And the next send reconnects. */
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":2}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 2));
+    CHECK(read_int(&r, &r.states[FAL_RT_STATE_OPEN]) == 2);
+    fal_rt_realtime_free(r.conn);
+    CHECK(r.freed == 1);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_free_inside_callback(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_connect_options o = no_throttle();
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/stream", &o, &h, &r.conn, NULL), FAL_RT_OK);
+    r.free_on_result = 1;
+    /* `stream` answers 3 outputs per input: the first result frees the connection. */
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.freed, 1)); /* the finalizer ran after the callback returned */
+    CHECK(read_int(&r, &r.freed) == 1);
+    CHECK(read_int(&r, &r.results) == 1);
+    sleep_ms(200);
+    CHECK(read_int(&r, &r.after_free_callbacks) == 0);
+    CHECK(read_int(&r, &r.results) == 1);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_blocking_call_inside_callback_is_refused(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *session = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &session, NULL), FAL_RT_OK);
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &r.conn, NULL), FAL_RT_OK);
+    r.session = session; /* on_result calls fal_rt_session_recv on it */
+    r.reentrant_rc = (fal_rt_result)-1;
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    fal_rt_realtime_free(r.conn);
+    CHECK(r.reentrant_rc == FAL_RT_WOULD_BLOCK_IN_CALLBACK);
+    fal_rt_session_free(session);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                   */
+
+typedef struct {
+    fal_rt_realtime *conn;
+    int t;
+    int per_thread;
+    int failures;
+} sender_arg;
+
+static void *sender_thread(void *p) {
+    sender_arg *a = (sender_arg *)p;
+    for (int n = 0; n < a->per_thread; n++) {
+        char json[64];
+        snprintf(json, sizeof json, "{\"t\":%d,\"n\":%d}", a->t, n);
+        if (fal_rt_realtime_send_json(a->conn, json, NULL) != FAL_RT_OK) a->failures++;
+    }
+    return NULL;
+}
+
+static void test_send_from_threads(void) {
+    enum { THREADS = 4, PER_THREAD = 25 };
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_connect_options o = no_throttle();
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &r.conn, NULL), FAL_RT_OK);
+    /* Open the connection first (while connecting, only the latest input is kept). */
+    CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"warmup\":true}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    pthread_t th[THREADS];
+    sender_arg args[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        args[i].conn = r.conn;
+        args[i].t = i;
+        args[i].per_thread = PER_THREAD;
+        args[i].failures = 0;
+        pthread_create(&th[i], NULL, sender_thread, &args[i]);
+    }
+    for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < THREADS; i++) CHECK(args[i].failures == 0);
+    CHECK(wait_for(&r, &r.results, 1 + THREADS * PER_THREAD));
+    CHECK(r.order_violations == 0);
+    for (int i = 0; i < THREADS; i++) CHECK(r.per_thread_last[i] == PER_THREAD - 1);
+    CHECK(r.errors == 0);
+    fal_rt_realtime_free(r.conn);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_free_while_in_flight(void) {
+    fal_rt_client *client = emulator_client();
+    for (int round = 0; round < 3; round++) {
+        recorder r;
+        recorder_init(&r);
+        fal_rt_realtime_handler h = rec_handler(&r);
+        fal_rt_connect_options o = no_throttle();
+        CHECK_RC(fal_rt_realtime_connect(client, "demo/stream", &o, &h, &r.conn, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":0}", NULL), FAL_RT_OK);
+        CHECK(wait_for(&r, &r.results, 1));
+        for (int i = 1; i <= 20; i++) {
+            char json[32];
+            snprintf(json, sizeof json, "{\"n\":%d}", i);
+            CHECK_RC(fal_rt_realtime_send_json(r.conn, json, NULL), FAL_RT_OK);
+        }
+        fal_rt_realtime_free(r.conn);
+        /* free returned: the finalizer ran, and no callback runs any more. */
+        pthread_mutex_lock(&r.mu);
+        r.done = 1;
+        int freed = r.freed;
+        pthread_mutex_unlock(&r.mu);
+        CHECK(freed == 1);
+        sleep_ms(100);
+        CHECK(read_int(&r, &r.after_free_callbacks) == 0);
+        recorder_destroy(&r);
+    }
+    /* The same for a pull session with results unread, and a raw socket. */
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/stream", NULL, &s, NULL), FAL_RT_OK);
+    for (int i = 0; i < 10; i++) CHECK_RC(fal_rt_session_send_json(s, "{\"n\":1}", NULL), FAL_RT_OK);
+    fal_rt_session_free(s);
+    fal_rt_client_free(client);
+}
+
+/* Two handles sharing a connection_key: the latest handler gets the results. */
+static void test_connection_key_reuse(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r1, r2;
+    recorder_init(&r1);
+    recorder_init(&r2);
+    fal_rt_realtime_handler h1 = rec_handler(&r1), h2 = rec_handler(&r2);
+    fal_rt_connect_options o = no_throttle();
+    o.connection_key = "shared";
+    fal_rt_realtime *c1 = NULL, *c2 = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h1, &c1, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(c1, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r1, &r1.results, 1));
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h2, &c2, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(c2, "{\"n\":2}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r2, &r2.results, 1));
+    CHECK(read_int(&r1, &r1.results) == 1);
+    fal_rt_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(fal_rt_realtime_stats(c1, &s), FAL_RT_OK);
+    CHECK(s.connects == 1 && s.results == 2); /* one socket for both */
+    /* Freeing the first handle keeps the connection for the second. */
+    fal_rt_realtime_free(c1);
+    CHECK(r1.freed == 1);
+    CHECK_RC(fal_rt_realtime_send_json(c2, "{\"n\":3}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r2, &r2.results, 2));
+    fal_rt_realtime_free(c2);
+    CHECK(r2.freed == 1);
+    fal_rt_client_free(client);
+    recorder_destroy(&r1);
+    recorder_destroy(&r2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Custom codecs and header auth                                             */
+
+static int g_encoded = 0, g_decoded = 0;
+static int pass_encoder(void *ud, const uint8_t *data, size_t len, fal_rt_buffer *out) {
+    (void)ud;
+    g_encoded++;
+    return fal_rt_buffer_append(out, data, len) == FAL_RT_OK ? 0 : 1;
+}
+static int failing_encoder(void *ud, const uint8_t *data, size_t len, fal_rt_buffer *out) {
+    (void)ud;
+    (void)data;
+    (void)len;
+    (void)out;
+    return 7;
+}
+static int pass_decoder(void *ud, const uint8_t *data, size_t len, bool is_text, fal_rt_buffer *out) {
+    (void)ud;
+    (void)is_text;
+    g_decoded++;
+    return fal_rt_buffer_append(out, data, len) == FAL_RT_OK ? 0 : 1;
+}
+
+static void test_custom_codec_and_header_auth(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r, cbr;
+    recorder_init(&r);
+    recorder_init(&cbr);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    fal_rt_connect_options o = no_throttle();
+    o.encoder = pass_encoder;
+    o.decoder = pass_decoder;
+    o.header_auth = true;
+    o.callbacks_user_data = &cbr;
+    o.free_callbacks_user_data = rec_free;
+    g_encoded = g_decoded = 0;
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"codec\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    CHECK(strcmp(r.last_json, "{\"codec\":1}") == 0);
+    CHECK(g_encoded == 1 && g_decoded == 1);
+    fal_rt_stats s;
+    memset(&s, 0, sizeof s);
+    s.struct_size = sizeof s;
+    CHECK_RC(fal_rt_realtime_stats(conn, &s), FAL_RT_OK);
+    CHECK(s.token_fetches == 0); /* header auth: no token */
+    fal_rt_realtime_free(conn);
+    CHECK(r.freed == 1 && cbr.freed == 1);
+
+    /* A failing encoder fails the send with FAL_RT_ENCODE. */
+    recorder r2;
+    recorder_init(&r2);
+    h = rec_handler(&r2);
+    o.encoder = failing_encoder;
+    o.free_callbacks_user_data = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_OK);
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"x\":1}", &err), FAL_RT_ENCODE);
+    CHECK(strstr(fal_rt_error_message(err), "7") != NULL);
+    fal_rt_error_free(err);
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+    recorder_destroy(&r2);
+    recorder_destroy(&cbr);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Pull sessions                                                             */
+
+static void test_session_pull(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &s, NULL), FAL_RT_OK);
+    fal_rt_message *m = (fal_rt_message *)0x1;
+    /* Nothing sent: the poll times out without touching out params. */
+    CHECK_RC(fal_rt_session_recv(s, 50, &m, NULL), FAL_RT_TIMEOUT_EXPIRED);
+    CHECK(m == (fal_rt_message *)0x1);
+    CHECK_RC(fal_rt_session_send_json(s, "{\"request_id\":\"abc\",\"v\":1.5}", NULL), FAL_RT_OK);
+    const uint8_t mp[] = {0x81, 0xa1, 'b', 0xc3}; /* {"b": true} */
+    CHECK_RC(fal_rt_session_send(s, mp, sizeof mp, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_OK);
+    char *json = NULL;
+    CHECK_RC(fal_rt_message_to_json(m, &json, NULL, NULL), FAL_RT_OK);
+    CHECK(strcmp(json, "{\"request_id\":\"abc\",\"v\":1.5}") == 0);
+    size_t id_len = 0;
+    const char *id = fal_rt_message_request_id(m, &id_len);
+    CHECK(id != NULL && id_len == 3 && memcmp(id, "abc", 3) == 0);
+    fal_rt_string_free(json);
+    fal_rt_message_free(m);
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_OK);
+    size_t len = 0;
+    const uint8_t *data = fal_rt_message_data(m, &len);
+    CHECK(len == sizeof mp && memcmp(data, mp, len) == 0);
+    CHECK(fal_rt_message_request_id(m, &id_len) == NULL);
+    fal_rt_message_free(m);
+    fal_rt_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_RC(fal_rt_session_stats(s, &st), FAL_RT_OK);
+    CHECK(st.frames_sent == 2 && st.results == 2);
+    CHECK_RC(fal_rt_session_close(s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_END);
+    fal_rt_session_free(s);
+
+    /* A server error arrives through recv; then the session ends. */
+    CHECK_RC(fal_rt_session_connect(client, "demo/fail", NULL, &s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_send_json(s, "{\"x\":1}", NULL), FAL_RT_OK);
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, &err), FAL_RT_SERVER);
+    CHECK(strstr(fal_rt_error_message(err), "INTERNAL_ERROR") != NULL);
+    fal_rt_error_free(err);
+    err = NULL;
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, &err), FAL_RT_END);
+    CHECK(err == NULL);
+    fal_rt_session_free(s);
+
+    /* Connect errors are returned by connect. */
+    fal_rt_connect_options o = no_throttle();
+    o.max_buffering = 99;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", &o, &s, &err), FAL_RT_INVALID_ARGUMENT);
+    fal_rt_error_free(err);
+    err = NULL;
+    fal_rt_client *bad = emulator_client_with_key("wrong-key");
+    CHECK_RC(fal_rt_session_connect(bad, "demo/echo", NULL, &s, &err), FAL_RT_AUTH);
+    CHECK(fal_rt_error_status(err) == 401 || fal_rt_error_status(err) == 403);
+    fal_rt_error_free(err);
+    fal_rt_client_free(bad);
+    fal_rt_client_free(client);
+}
+
+typedef struct {
+    fal_rt_session *s;
+    int got;
+} recv_arg;
+
+static void *receiver_thread(void *p) {
+    recv_arg *a = (recv_arg *)p;
+    for (;;) {
+        fal_rt_message *m = NULL;
+        fal_rt_result rc = fal_rt_session_recv(a->s, WAIT_MS, &m, NULL);
+        if (rc != FAL_RT_OK) break;
+        a->got++;
+        fal_rt_message_free(m);
+    }
+    return NULL;
+}
+
+/* One thread blocks in recv while two others send. */
+static void test_session_threads(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &s, NULL), FAL_RT_OK);
+    recv_arg ra = {s, 0};
+    pthread_t rt;
+    pthread_create(&rt, NULL, receiver_thread, &ra);
+    for (int i = 0; i < 20; i++) CHECK_RC(fal_rt_session_send_json(s, "{\"n\":1}", NULL), FAL_RT_OK);
+    for (int tries = 0; tries < WAIT_MS / 10 && ra.got < 20; tries++) sleep_ms(10);
+    CHECK_RC(fal_rt_session_close(s, NULL), FAL_RT_OK); /* wakes the receiver with FAL_RT_END */
+    pthread_join(rt, NULL);
+    CHECK(ra.got == 20);
+    fal_rt_session_free(s);
+    fal_rt_client_free(client);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Raw WebSockets                                                            */
+
+static void ws_on_message(void *ud, const uint8_t *data, size_t len, bool is_text) {
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    if (r->done) r->after_free_callbacks++;
+    r->results++;
+    r->last_is_text = is_text;
+    r->last_len = len < sizeof r->last_bytes ? len : sizeof r->last_bytes;
+    memcpy(r->last_bytes, data, r->last_len);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (r->reply_on_message) {
+        r->reply_on_message = 0;
+        r->reentrant_rc = fal_rt_ws_send_text(r->ws, "reply from callback", NULL);
+    }
+}
+
+static void ws_on_close(void *ud, uint16_t code) {
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    r->closes++;
+    r->last_close_code = code;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void test_ws_callbacks(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_ws_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.on_message = ws_on_message;
+    h.on_error = rec_on_error;
+    h.on_close = ws_on_close;
+    h.free_user_data = rec_free;
+    r.reply_on_message = 1;
+    r.reentrant_rc = (fal_rt_result)-1;
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", NULL, &h, &r.ws, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_send_text(r.ws, "hello", NULL), FAL_RT_OK);
+    /* The echo, then the echo of the reply sent from inside the callback. */
+    CHECK(wait_for(&r, &r.results, 2));
+    CHECK(r.reentrant_rc == FAL_RT_OK);
+    pthread_mutex_lock(&r.mu);
+    int text_ok = r.last_is_text && r.last_len == 19 && memcmp(r.last_bytes, "reply from callback", 19) == 0;
+    pthread_mutex_unlock(&r.mu);
+    CHECK(text_ok);
+    const uint8_t mp[] = {0x81, 0xa1, 'a', 0x02};
+    CHECK_RC(fal_rt_ws_send_binary(r.ws, mp, sizeof mp, NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 3));
+    pthread_mutex_lock(&r.mu);
+    int bin_ok = !r.last_is_text && r.last_len == sizeof mp && memcmp(r.last_bytes, mp, sizeof mp) == 0;
+    pthread_mutex_unlock(&r.mu);
+    CHECK(bin_ok);
+    fal_rt_frame *f = NULL;
+    CHECK_RC(fal_rt_ws_recv(r.ws, 0, &f, NULL), FAL_RT_WRONG_MODE);
+    CHECK_RC(fal_rt_ws_close(r.ws, NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.closes, 1));
+    CHECK(r.last_close_code == 1000 && r.errors == 0);
+    fal_rt_ws_free(r.ws);
+    CHECK(r.freed == 1);
+    fal_rt_client_free(client);
+    recorder_destroy(&r);
+}
+
+static void test_ws_pull(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_ws *ws = NULL;
+    fal_rt_connect_options o = no_throttle();
+    o.path = "/raw";
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", &o, NULL, &ws, NULL), FAL_RT_OK);
+    fal_rt_frame *f = NULL;
+    CHECK_RC(fal_rt_ws_recv(ws, 20, &f, NULL), FAL_RT_TIMEOUT_EXPIRED);
+    CHECK(f == NULL);
+    CHECK_RC(fal_rt_ws_send_text(ws, "ping", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_OK);
+    size_t len = 0;
+    const uint8_t *data = fal_rt_frame_data(f, &len);
+    CHECK(fal_rt_frame_is_text(f) && len == 4 && memcmp(data, "ping", 4) == 0);
+    fal_rt_frame_free(f);
+    /* An abnormal close reaches recv as FAL_RT_CLOSED with its code. */
+    fal_rt_ws *ctl = NULL;
+    CHECK_RC(fal_rt_ws_connect(client, "demo/control", NULL, NULL, &ctl, NULL), FAL_RT_CONNECT);
+    o.path = "/realtime";
+    CHECK_RC(fal_rt_ws_connect(client, "demo/control", &o, NULL, &ctl, NULL), FAL_RT_OK);
+    const uint8_t close_cmd[] = {0x82, 0xa2, 'd', 'o', 0xa5, 'c', 'l', 'o', 's', 'e', 0xa4, 'c', 'o', 'd', 'e', 0xcd, 0x0f, 0xa2};
+    CHECK_RC(fal_rt_ws_send_binary(ctl, close_cmd, sizeof close_cmd, NULL), FAL_RT_OK);
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_ws_recv(ctl, WAIT_MS, &f, &err), FAL_RT_CLOSED);
+    CHECK(fal_rt_error_close_code(err) == 4002);
+    fal_rt_error_free(err);
+    fal_rt_ws_free(ctl);
+    CHECK_RC(fal_rt_ws_close(ws, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_END);
+    fal_rt_ws_free(ws);
+    fal_rt_client_free(client);
+}
+
+int main(int argc, char **argv) {
+    static const test_case tests[] = {
+        {"version", test_version},
+        {"null_arguments", test_null_arguments},
+        {"client_options", test_client_options},
+        {"realtime_results", test_realtime_results},
+        {"message_clone", test_message_clone},
+        {"bad_app_id", test_bad_app_id},
+        {"bad_max_buffering", test_bad_max_buffering},
+        {"wrong_key_is_unauthorized", test_wrong_key_is_unauthorized},
+        {"token_provider_unauthorized", test_token_provider_unauthorized},
+        {"server_error", test_server_error},
+        {"abnormal_close_code", test_abnormal_close_code},
+        {"close_inside_callback", test_close_inside_callback},
+        {"free_inside_callback", test_free_inside_callback},
+        {"blocking_call_inside_callback_is_refused", test_blocking_call_inside_callback_is_refused},
+        {"send_from_threads", test_send_from_threads},
+        {"free_while_in_flight", test_free_while_in_flight},
+        {"connection_key_reuse", test_connection_key_reuse},
+        {"custom_codec_and_header_auth", test_custom_codec_and_header_auth},
+        {"session_pull", test_session_pull},
+        {"session_threads", test_session_threads},
+        {"ws_callbacks", test_ws_callbacks},
+        {"ws_pull", test_ws_pull},
+    };
+    return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
+}
