@@ -69,14 +69,20 @@ pub struct RealtimeReceiver {
 pub struct RealtimeSession {
     tx: RealtimeSender,
     rx: RealtimeReceiver,
+    #[cfg(unix)]
+    fd: Option<std::os::fd::RawFd>,
 }
 
 impl RealtimeSession {
     pub(crate) fn new(ws: WsStream, encoder: Option<Encoder>, decoder: Option<Decoder>) -> Self {
         let stats = Arc::new(StatsCell::new());
         StatsCell::inc(&stats.connects);
+        #[cfg(unix)]
+        let fd = crate::transport::raw_fd(&ws);
         let (sink, stream) = ws.split();
         RealtimeSession {
+            #[cfg(unix)]
+            fd,
             tx: RealtimeSender {
                 sink,
                 encoder,
@@ -126,6 +132,13 @@ impl RealtimeSession {
     /// Split into independently owned halves.
     pub fn split(self) -> (RealtimeSender, RealtimeReceiver) {
         (self.tx, self.rx)
+    }
+
+    /// The OS socket, for readiness notifications from a host event loop
+    /// (e.g. Python's asyncio). Do not read, write or close it.
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.fd
     }
 }
 

@@ -17,6 +17,17 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The WebSocket stream type used by every connection.
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// The OS socket of a WebSocket stream (plain or TLS).
+#[cfg(unix)]
+pub(crate) fn raw_fd(ws: &WsStream) -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    match ws.get_ref() {
+        MaybeTlsStream::Plain(s) => Some(s.as_raw_fd()),
+        MaybeTlsStream::Rustls(s) => Some(s.get_ref().0.as_raw_fd()),
+        _ => None,
+    }
+}
+
 /// Build the rustls client configuration: the system roots (honouring
 /// `SSL_CERT_FILE` / `SSL_CERT_DIR`) plus an optional extra CA file.
 pub(crate) fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {

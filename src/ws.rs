@@ -48,6 +48,8 @@ impl Default for WsOptions {
 pub struct WsConnection {
     tx: WsSender,
     rx: WsReceiver,
+    #[cfg(unix)]
+    fd: Option<std::os::fd::RawFd>,
 }
 
 /// The sending half of a [`WsConnection`].
@@ -67,8 +69,12 @@ impl WsConnection {
     pub(crate) fn new(ws: WsStream) -> Self {
         let stats = Arc::new(StatsCell::new());
         StatsCell::inc(&stats.connects);
+        #[cfg(unix)]
+        let fd = crate::transport::raw_fd(&ws);
         let (sink, stream) = ws.split();
         WsConnection {
+            #[cfg(unix)]
+            fd,
             tx: WsSender {
                 sink,
                 stats: stats.clone(),
@@ -114,6 +120,13 @@ impl WsConnection {
     /// Split into independently owned halves.
     pub fn split(self) -> (WsSender, WsReceiver) {
         (self.tx, self.rx)
+    }
+
+    /// The OS socket, for readiness notifications from a host event loop
+    /// (e.g. Python's asyncio). Do not read, write or close it.
+    #[cfg(unix)]
+    pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.fd
     }
 }
 
