@@ -1,12 +1,18 @@
 //! The asyncio API: `realtime_async()` and `ws_connect_async()` connections.
 //!
-//! Sockets live on the shared runtime. Each operation is first polled once on
-//! the caller's thread (GIL released): a send to a writable socket or a recv
-//! with a message already buffered completes right there, with no thread hop
-//! and no asyncio future. Otherwise the operation moves to a runtime task that
-//! resolves an asyncio future through `loop.call_soon_threadsafe`. Cancelling
-//! the awaiting task cancels the operation; a result that raced with the
-//! cancellation is kept for the next `recv`, so nothing is lost or reordered.
+//! Each connection owns a current-thread tokio runtime that only the event
+//! loop's thread drives, in short non-blocking "ticks" (GIL released). The
+//! event loop itself watches the socket (`loop.add_reader` / `add_writer` on
+//! its file descriptor): when a result arrives, the kernel wakes the loop
+//! thread directly, which reads, decodes and resolves the awaiting future —
+//! one thread wake per message, as for a pure-asyncio client, and no worker
+//! thread in between. An operation that completes at once (a send to a
+//! writable socket, a recv with a message already buffered) creates no
+//! future at all.
+//!
+//! Cancelling a task that awaits `recv` drops the pending read (cancel-safe);
+//! a result that raced with the cancellation is kept for the next `recv`, so
+//! nothing is lost or reordered.
 
 use crate::errors;
 use crate::halves::{Halves, Item};
@@ -16,23 +22,34 @@ use crate::util;
 use fal_realtime::{ErrorKind, Frame, Result as CoreResult};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::PyTuple;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Poll `fut` once on this thread, with the GIL released, in the shared runtime's context.
-pub fn poll_now<T: Send>(py: Python<'_>, fut: &mut BoxFut<T>) -> Poll<T> {
+/// How long `close()` waits for the server's close reply.
+const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+
+/// Poll `fut`, let the runtime's driver take in I/O readiness once (without
+/// blocking), and poll again. Runs on the caller's thread, GIL released.
+fn tick<T: Send>(py: Python<'_>, rt: &Runtime, fut: &mut BoxFut<T>) -> Poll<T> {
     py.detach(|| {
-        let _guard = fal_realtime::runtime::shared().enter();
-        fut.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+        rt.block_on(async {
+            let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+            if first.is_ready() {
+                return first;
+            }
+            // One zero-timeout turn of the I/O driver.
+            tokio::task::yield_now().await;
+            std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
+        })
     })
 }
 
@@ -47,6 +64,35 @@ impl CancelOnDone {
     fn __call__(&self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
         if fut.call_method0(intern!(fut.py(), "cancelled"))?.is_truthy()? {
             self.notify.notify_one();
+        }
+        Ok(())
+    }
+}
+
+/// Drops a pending operation whose asyncio future was cancelled.
+#[pyclass(frozen, module = "fal_realtime._native")]
+pub struct OpDone {
+    conn: Py<AsyncConnection>,
+    id: u64,
+}
+
+#[pymethods]
+impl OpDone {
+    fn __call__(&self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = fut.py();
+        if !fut.call_method0(intern!(py, "cancelled"))?.is_truthy()? {
+            return Ok(());
+        }
+        let conn = self.conn.bind(py);
+        let removed = {
+            let mut st = conn.get().state.lock().unwrap_or_else(|p| p.into_inner());
+            let before = st.ops.len();
+            st.ops.retain(|op| op.id != self.id);
+            st.ops.len() != before
+        };
+        if removed {
+            // The dropped operation may have held a lock others wait for.
+            AsyncConnection::pump(conn)?;
         }
         Ok(())
     }
@@ -67,155 +113,266 @@ pub fn _settle(fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, is_err: bool) -
     Ok(())
 }
 
-/// Deliver a received value to `fut` in arrival order; if `fut` was cancelled
-/// meanwhile, keep the value for the next `recv`.
-#[pyfunction]
-pub fn _deliver(
-    conn: &Bound<'_, AsyncConnection>,
-    fut: &Bound<'_, PyAny>,
-    value: Bound<'_, PyAny>,
-    is_err: bool,
-) -> PyResult<()> {
-    let py = fut.py();
-    let c = conn.get();
-    let next = {
-        let mut stash = c.stash.lock().unwrap_or_else(|p| p.into_inner());
-        stash.push_back(if is_err {
-            Err(PyErr::from_value(value))
-        } else {
-            Ok(value.unbind())
-        });
-        if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
-            return Ok(());
-        }
-        stash.pop_front()
-    };
-    match next {
-        Some(Ok(v)) => fut.call_method1(intern!(py, "set_result"), (v,))?,
-        Some(Err(e)) => fut.call_method1(intern!(py, "set_exception"), (e.value(py),))?,
-        None => return Ok(()),
-    };
-    Ok(())
+enum OpKind {
+    Recv(BoxFut<Option<CoreResult<Item>>>),
+    Send(BoxFut<CoreResult<()>>),
+    Close(BoxFut<()>, Instant),
 }
 
-static SETTLE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static DELIVER: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-
-fn native_fn<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyAny>>,
-    name: &str,
-) -> PyResult<Bound<'py, PyAny>> {
-    cell.get_or_try_init(py, || {
-        py.import("fal_realtime._native")?
-            .getattr(name)
-            .map(Bound::unbind)
-    })
-    .map(|f| f.bind(py).clone())
+struct Op {
+    id: u64,
+    kind: OpKind,
+    pyfut: Py<PyAny>,
 }
 
-/// A new asyncio future on the running loop, with a cancellation notifier.
-fn new_future<'py>(py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, Arc<Notify>)> {
-    let lp = util::running_loop(py)?;
-    let fut = lp.call_method0(intern!(py, "create_future"))?;
-    let notify = Arc::new(Notify::new());
-    let cb = Py::new(
-        py,
-        CancelOnDone {
-            notify: notify.clone(),
-        },
-    )?;
-    fut.call_method1(intern!(py, "add_done_callback"), (cb,))?;
-    Ok((lp, fut, notify))
-}
-
-fn call_soon_threadsafe(lp: &Bound<'_, PyAny>, args: Bound<'_, PyTuple>) {
-    // Fails only when the loop is closed: nobody is waiting any more.
-    let _ = lp.call_method1(intern!(lp.py(), "call_soon_threadsafe"), args);
-}
-
-/// Run `fut` on the shared runtime and return an asyncio future of
-/// `convert(output)`. Cancelling the asyncio future drops `fut`.
-pub fn spawn_future<'py, T, C>(py: Python<'py>, fut: BoxFut<T>, convert: C) -> PyResult<Bound<'py, PyAny>>
-where
-    T: Send + 'static,
-    C: for<'a> FnOnce(Python<'a>, T) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
-{
-    let (lp, pyfut, notify) = new_future(py)?;
-    let settle = native_fn(py, &SETTLE, "_settle")?.unbind();
-    let (lp_u, fut_u) = (lp.unbind(), pyfut.clone().unbind());
-    fal_realtime::runtime::shared().spawn(async move {
-        tokio::select! {
-            biased;
-            _ = notify.notified() => {}
-            out = fut => {
-                Python::try_attach(|py| {
-                    let (value, is_err) = match convert(py, out) {
-                        Ok(v) => (v, false),
-                        Err(e) => (e.into_value(py).into_bound(py).into_any(), true),
-                    };
-                    if let Ok(args) = (settle.bind(py), fut_u.bind(py), value, is_err).into_pyobject(py) {
-                        call_soon_threadsafe(lp_u.bind(py), args);
-                    }
-                });
-            }
-        }
-    });
-    Ok(pyfut)
-}
-
-fn none(py: Python<'_>) -> Bound<'_, PyAny> {
-    py.None().into_bound(py)
-}
-
-fn unit_result(py: Python<'_>, r: CoreResult<()>) -> PyResult<Bound<'_, PyAny>> {
-    match r {
-        Ok(()) => Ok(none(py)),
-        Err(e) => Err(errors::to_py(py, &e)),
-    }
-}
-
-fn recv_result(py: Python<'_>, out: Option<CoreResult<Item>>) -> PyResult<Bound<'_, PyAny>> {
-    match out {
-        None => Ok(none(py)),
-        Some(Ok(item)) => item.into_py(py),
-        Some(Err(e)) => Err(errors::to_py(py, &e)),
-    }
+#[derive(Default)]
+struct LoopState {
+    ops: VecDeque<Op>,
+    /// Results that arrived for a `recv` that was cancelled meanwhile.
+    stash: VecDeque<PyResult<Py<PyAny>>>,
+    reader: bool,
+    writer: bool,
+    next_id: u64,
 }
 
 /// The native half of an asyncio connection; wrapped by
 /// `fal_realtime.AsyncRealtimeConnection` / `AsyncWsConnection`.
 #[pyclass(frozen, module = "fal_realtime._native")]
 pub struct AsyncConnection {
+    rt: Option<Runtime>,
     halves: Halves,
+    fd: i32,
+    event_loop: Py<PyAny>,
     closed: AtomicBool,
     encode: Option<Py<PyAny>>,
-    /// Results that arrived for a `recv` that was cancelled meanwhile.
-    stash: Mutex<VecDeque<PyResult<Py<PyAny>>>>,
     ws: bool,
+    state: Mutex<LoopState>,
+}
+
+impl Drop for AsyncConnection {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+fn recv_result(py: Python<'_>, out: Option<CoreResult<Item>>) -> PyResult<Bound<'_, PyAny>> {
+    match out {
+        None => Ok(py.None().into_bound(py)),
+        Some(Ok(item)) => item.into_py(py),
+        Some(Err(e)) => Err(errors::to_py(py, &e)),
+    }
+}
+
+fn settle(fut: &Bound<'_, PyAny>, r: PyResult<Bound<'_, PyAny>>) -> PyResult<()> {
+    let py = fut.py();
+    match r {
+        Ok(v) => _settle(fut, &v, false),
+        Err(e) => _settle(fut, e.value(py).as_any(), true),
+    }
 }
 
 impl AsyncConnection {
-    pub fn new(halves: Halves, encode: Option<Py<PyAny>>, ws: bool) -> Self {
+    pub fn new(
+        rt: Runtime,
+        halves: Halves,
+        fd: i32,
+        event_loop: Py<PyAny>,
+        encode: Option<Py<PyAny>>,
+        ws: bool,
+    ) -> Self {
         AsyncConnection {
+            rt: Some(rt),
             halves,
+            fd,
+            event_loop,
             closed: AtomicBool::new(false),
             encode,
-            stash: Mutex::new(VecDeque::new()),
             ws,
+            state: Mutex::new(LoopState::default()),
         }
     }
 
-    fn send_frame<'py>(&self, py: Python<'py>, frame: Frame) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if self.closed.load(Ordering::Acquire) {
+    fn rt(&self) -> &Runtime {
+        self.rt.as_ref().expect("runtime present until drop")
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queue a pending operation and return its asyncio future.
+    fn enqueue<'py>(slf: &Bound<'py, Self>, kind: OpKind) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let pyfut = this
+            .event_loop
+            .bind(py)
+            .call_method0(intern!(py, "create_future"))?;
+        let id = {
+            let mut st = this.lock();
+            st.next_id += 1;
+            let id = st.next_id;
+            st.ops.push_back(Op {
+                id,
+                kind,
+                pyfut: pyfut.clone().unbind(),
+            });
+            id
+        };
+        let done = Py::new(
+            py,
+            OpDone {
+                conn: slf.clone().unbind(),
+                id,
+            },
+        )?;
+        pyfut.call_method1(intern!(py, "add_done_callback"), (done,))?;
+        Self::watch(slf)?;
+        Ok(pyfut)
+    }
+
+    /// Register the socket with the event loop as the pending operations need.
+    fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let (want_read, want_write, has_reader, has_writer) = {
+            let st = this.lock();
+            let want_read = st
+                .ops
+                .iter()
+                .any(|op| matches!(op.kind, OpKind::Recv(_) | OpKind::Close(..)));
+            let want_write = st.ops.iter().any(|op| matches!(op.kind, OpKind::Send(_)));
+            (want_read, want_write, st.reader, st.writer)
+        };
+        let lp = this.event_loop.bind(py);
+        if want_read && !has_reader {
+            lp.call_method1(
+                intern!(py, "add_reader"),
+                (this.fd, slf.getattr(intern!(py, "_pump"))?),
+            )?;
+            this.lock().reader = true;
+        }
+        // Writable is nearly always true: never keep the writer without a pending send.
+        if want_write && !has_writer {
+            lp.call_method1(
+                intern!(py, "add_writer"),
+                (this.fd, slf.getattr(intern!(py, "_pump"))?),
+            )?;
+            this.lock().writer = true;
+        } else if !want_write && has_writer {
+            lp.call_method1(intern!(py, "remove_writer"), (this.fd,))?;
+            this.lock().writer = false;
+        }
+        Ok(())
+    }
+
+    fn unwatch(&self, py: Python<'_>) {
+        let (r, w) = {
+            let mut st = self.lock();
+            let rw = (st.reader, st.writer);
+            st.reader = false;
+            st.writer = false;
+            rw
+        };
+        let lp = self.event_loop.bind(py);
+        if r {
+            let _ = lp.call_method1(intern!(py, "remove_reader"), (self.fd,));
+        }
+        if w {
+            let _ = lp.call_method1(intern!(py, "remove_writer"), (self.fd,));
+        }
+    }
+
+    /// Drive every pending operation once, in order; resolve the finished ones.
+    fn pump(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let mut ops = std::mem::take(&mut this.lock().ops);
+        if ops.is_empty() {
+            // Woken with nothing pending: stop watching the socket (it may stay readable).
+            this.unwatch(py);
+            return Ok(());
+        }
+        let mut keep = VecDeque::with_capacity(ops.len());
+        let mut delivered: Vec<(Py<PyAny>, PyResult<Bound<'_, PyAny>>)> = Vec::new();
+        let now = Instant::now();
+        while let Some(mut op) = ops.pop_front() {
+            let finished = match &mut op.kind {
+                OpKind::Recv(f) => match tick(py, this.rt(), f) {
+                    Poll::Ready(out) => {
+                        let r = recv_result(py, out);
+                        // Arrival order: through the stash when a recv was cancelled.
+                        let mut st = this.lock();
+                        st.stash.push_back(r.map(Bound::unbind));
+                        let fut = op.pyfut.bind(py);
+                        if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+                            if let Some(next) = st.stash.pop_front() {
+                                delivered.push((op.pyfut.clone_ref(py), next.map(|v| v.into_bound(py))));
+                            }
+                        }
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+                OpKind::Send(f) => match tick(py, this.rt(), f) {
+                    Poll::Ready(r) => {
+                        let v = r
+                            .map(|()| py.None().into_bound(py))
+                            .map_err(|e| errors::to_py(py, &e));
+                        delivered.push((op.pyfut.clone_ref(py), v));
+                        true
+                    }
+                    Poll::Pending => false,
+                },
+                OpKind::Close(f, deadline) => {
+                    if tick(py, this.rt(), f).is_ready() || now >= *deadline {
+                        delivered.push((op.pyfut.clone_ref(py), Ok(py.None().into_bound(py))));
+                        true
+                    } else {
+                        false
+                    }
+                }
+            };
+            if !finished {
+                keep.push_back(op);
+            }
+        }
+        {
+            let mut st = this.lock();
+            // Operations queued meanwhile go after the ones kept.
+            keep.append(&mut st.ops);
+            st.ops = keep;
+        }
+        // The reader stays registered (cheaper than re-adding it for every
+        // recv); a wake-up with nothing pending removes it.
+        Self::watch(slf)?;
+        for (fut, r) in delivered {
+            settle(fut.bind(py), r)?;
+        }
+        Ok(())
+    }
+
+    fn send_frame<'py>(slf: &Bound<'py, Self>, frame: Frame) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.load(Ordering::Acquire) {
             return Err(errors::closed_by_caller());
         }
-        let halves = self.halves.clone();
+        let halves = this.halves.clone();
         let mut fut: BoxFut<CoreResult<()>> = Box::pin(async move { halves.send(frame).await });
-        match poll_now(py, &mut fut) {
-            Poll::Ready(r) => unit_result(py, r).map(|_| None),
-            Poll::Pending => spawn_future(py, fut, unit_result).map(Some),
+        let queued = this
+            .lock()
+            .ops
+            .iter()
+            .any(|op| matches!(op.kind, OpKind::Send(_)));
+        if !queued {
+            if let Poll::Ready(r) = tick(py, this.rt(), &mut fut) {
+                return r.map(|()| None).map_err(|e| errors::to_py(py, &e));
+            }
         }
+        Self::enqueue(slf, OpKind::Send(fut)).map(Some)
     }
 }
 
@@ -223,71 +380,82 @@ impl AsyncConnection {
 impl AsyncConnection {
     /// Send one input (realtime: encoded as msgpack; ws: bytes or str).
     /// Returns `None` when sent already, else an awaitable.
-    fn send<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let frame = if self.ws {
+    fn send<'py>(slf: &Bound<'py, Self>, data: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let this = slf.get();
+        let frame = if this.ws {
             hooks::frame_from_py(data)?
         } else {
-            hooks::encode_input(py, data, self.encode.as_ref())?
+            hooks::encode_input(py, data, this.encode.as_ref())?
         };
-        self.send_frame(py, frame)
+        Self::send_frame(slf, frame)
     }
 
     /// `(True, value)` when a value is ready now, else `(False, future)`.
     fn recv<'py>(slf: &Bound<'py, Self>) -> PyResult<(bool, Bound<'py, PyAny>)> {
         let py = slf.py();
         let this = slf.get();
-        let stashed = this.stash.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        let (stashed, queued) = {
+            let mut st = this.lock();
+            let s = st.stash.pop_front();
+            let q = st
+                .ops
+                .iter()
+                .any(|op| matches!(op.kind, OpKind::Recv(_) | OpKind::Close(..)));
+            (s, q)
+        };
         if let Some(r) = stashed {
             return r.map(|v| (true, v.into_bound(py)));
         }
-        if this.closed.load(Ordering::Acquire) {
-            return Ok((true, none(py)));
+        if this.closed.load(Ordering::Acquire) && !queued {
+            return Ok((true, py.None().into_bound(py)));
         }
         let halves = this.halves.clone();
         let mut fut: BoxFut<Option<CoreResult<Item>>> = Box::pin(async move { halves.recv().await });
-        if let Poll::Ready(out) = poll_now(py, &mut fut) {
-            return recv_result(py, out).map(|v| (true, v));
-        }
-        let (lp, pyfut, notify) = new_future(py)?;
-        let deliver = native_fn(py, &DELIVER, "_deliver")?.unbind();
-        let conn = slf.clone().unbind();
-        let (lp_u, fut_u) = (lp.unbind(), pyfut.clone().unbind());
-        fal_realtime::runtime::shared().spawn(async move {
-            tokio::select! {
-                biased;
-                _ = notify.notified() => {}
-                out = fut => {
-                    Python::try_attach(|py| {
-                        let (value, is_err) = match recv_result(py, out) {
-                            Ok(v) => (v, false),
-                            Err(e) => (e.into_value(py).into_bound(py).into_any(), true),
-                        };
-                        if let Ok(args) = (deliver.bind(py), conn.bind(py), fut_u.bind(py), value, is_err).into_pyobject(py) {
-                            call_soon_threadsafe(lp_u.bind(py), args);
-                        }
-                    });
-                }
+        if !queued {
+            if let Poll::Ready(out) = tick(py, this.rt(), &mut fut) {
+                return recv_result(py, out).map(|v| (true, v));
             }
-        });
-        Ok((false, pyfut))
+        }
+        Self::enqueue(slf, OpKind::Recv(fut)).map(|f| (false, f))
     }
 
-    /// Close (code 1000). Returns `None` when done already, else an awaitable.
-    fn close<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if self.closed.swap(true, Ordering::AcqRel) {
+    /// Close (code 1000), then wait briefly for the server's close reply.
+    /// Returns `None` when done already, else an awaitable.
+    fn close<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let py = slf.py();
+        let this = slf.get();
+        if this.closed.swap(true, Ordering::AcqRel) {
             return Ok(None);
         }
-        let halves = self.halves.clone();
-        let mut fut: BoxFut<CoreResult<()>> = Box::pin(async move {
-            match halves.close().await {
-                Err(e) if matches!(e.kind(), ErrorKind::Closed | ErrorKind::Connect) => Ok(()),
-                r => r,
+        let halves = this.halves.clone();
+        let mut fut: BoxFut<()> = Box::pin(async move {
+            let _ = halves.tx.lock().await.close().await;
+            // Read until the server's close reply, unless someone else is reading.
+            if let Ok(mut rx) = halves.rx.try_lock() {
+                while rx.recv().await.is_some() {}
             }
         });
-        match poll_now(py, &mut fut) {
-            Poll::Ready(r) => unit_result(py, r).map(|_| None),
-            Poll::Pending => spawn_future(py, fut, unit_result).map(Some),
+        if tick(py, this.rt(), &mut fut).is_ready() {
+            this.unwatch(py);
+            return Ok(None);
         }
+        let deadline = Instant::now() + CLOSE_DRAIN;
+        let pyfut = Self::enqueue(slf, OpKind::Close(fut, deadline))?;
+        // Give up waiting for the reply after CLOSE_DRAIN.
+        this.event_loop.bind(py).call_method1(
+            intern!(py, "call_later"),
+            (
+                CLOSE_DRAIN.as_secs_f64() + 0.01,
+                slf.getattr(intern!(py, "_pump"))?,
+            ),
+        )?;
+        Ok(Some(pyfut))
+    }
+
+    /// Drive pending operations (the event loop calls this when the socket is ready).
+    fn _pump(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::pump(slf)
     }
 
     /// Whether `close()` was called.
@@ -302,9 +470,72 @@ impl AsyncConnection {
         if let Some(s) = self.halves.try_stats() {
             return s.into();
         }
+        // A send is in flight: wait for it (briefly) without holding the GIL.
         let halves = self.halves.clone();
-        py.detach(|| fal_realtime::runtime::block_on(async move { halves.stats().await }))
-            .unwrap_or_default()
+        let rt = self.rt();
+        py.detach(|| rt.block_on(async move { halves.stats().await }))
             .into()
     }
+}
+
+/// Open a connection on a blocking thread (token fetch and handshake), then
+/// resolve an asyncio future with `make(runtime, output)` on the event loop.
+pub fn open<'py, T, F, M>(py: Python<'py>, connect: F, make: M) -> PyResult<Bound<'py, PyAny>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> BoxFut<CoreResult<T>> + Send + 'static,
+    M: for<'a> FnOnce(Python<'a>, Runtime, T, Py<PyAny>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+{
+    let lp = util::running_loop(py)?;
+    let pyfut = lp.call_method0(intern!(py, "create_future"))?;
+    let notify = Arc::new(Notify::new());
+    let cb = Py::new(
+        py,
+        CancelOnDone {
+            notify: notify.clone(),
+        },
+    )?;
+    pyfut.call_method1(intern!(py, "add_done_callback"), (cb,))?;
+    let rt = crate::sync::new_runtime()?;
+    let settle_fn = py.import("fal_realtime._native")?.getattr("_settle")?.unbind();
+    let (lp_u, fut_u) = (lp.unbind(), pyfut.clone().unbind());
+    fal_realtime::runtime::shared().spawn_blocking(move || {
+        let out = rt.block_on(async move {
+            tokio::select! {
+                biased;
+                _ = notify.notified() => None,
+                r = connect() => Some(r),
+            }
+        });
+        let Some(out) = out else {
+            // Cancelled: the connection (if any) is dropped here.
+            rt.shutdown_background();
+            return;
+        };
+        Python::try_attach(|py| {
+            let lp = lp_u.bind(py);
+            let (value, is_err) = match out
+                .map_err(|e| errors::to_py(py, &e))
+                .and_then(|v| make(py, rt, v, lp_u.clone_ref(py)))
+            {
+                Ok(v) => (v, false),
+                Err(e) => (e.into_value(py).into_bound(py).into_any(), true),
+            };
+            if let Ok(args) = (settle_fn.bind(py), fut_u.bind(py), value, is_err).into_pyobject(py) {
+                // Fails only when the loop is closed: nobody is waiting any more.
+                let _ = lp.call_method1(intern!(py, "call_soon_threadsafe"), args);
+            }
+        });
+    });
+    Ok(pyfut)
+}
+
+/// The socket of a new connection, or an error when it has none (non-unix).
+pub fn require_fd(fd: Option<i32>) -> CoreResult<i32> {
+    fd.ok_or_else(|| {
+        fal_realtime::Error::new(
+            ErrorKind::Internal,
+            "the asyncio API needs the connection's socket (unix only)",
+        )
+    })
 }

@@ -239,16 +239,17 @@ impl Client {
         }
         .realtime(Some(lp));
         let client = self.inner.clone();
-        let fut: BoxFut<fal_realtime::Result<RealtimeSession>> =
-            Box::pin(async move { client.connect(&app, opts).await });
-        aio::spawn_future(py, fut, move |py, r| match r {
-            Ok(s) => Ok(Bound::new(
-                py,
-                AsyncConnection::new(realtime_halves(s), encode_message, false),
-            )?
-            .into_any()),
-            Err(e) => Err(errors::to_py(py, &e)),
-        })
+        aio::open(
+            py,
+            move || -> BoxFut<fal_realtime::Result<RealtimeSession>> {
+                Box::pin(async move { client.connect(&app, opts).await })
+            },
+            move |py, rt, s: RealtimeSession, lp| {
+                let fd = aio::require_fd(s.raw_fd()).map_err(|e| errors::to_py(py, &e))?;
+                let conn = AsyncConnection::new(rt, realtime_halves(s), fd, lp, encode_message, false);
+                Ok(Bound::new(py, conn)?.into_any())
+            },
+        )
     }
 
     /// asyncio raw WebSocket: an awaitable of the native connection.
@@ -275,12 +276,17 @@ impl Client {
         }
         .ws(Some(lp));
         let client = self.inner.clone();
-        let fut: BoxFut<fal_realtime::Result<CoreWs>> =
-            Box::pin(async move { client.ws_connect(&app, opts).await });
-        aio::spawn_future(py, fut, move |py, r| match r {
-            Ok(c) => Ok(Bound::new(py, AsyncConnection::new(ws_halves(c), None, true))?.into_any()),
-            Err(e) => Err(errors::to_py(py, &e)),
-        })
+        aio::open(
+            py,
+            move || -> BoxFut<fal_realtime::Result<CoreWs>> {
+                Box::pin(async move { client.ws_connect(&app, opts).await })
+            },
+            move |py, rt, c: CoreWs, lp| {
+                let fd = aio::require_fd(c.raw_fd()).map_err(|e| errors::to_py(py, &e))?;
+                let conn = AsyncConnection::new(rt, ws_halves(c), fd, lp, None, true);
+                Ok(Bound::new(py, conn)?.into_any())
+            },
+        )
     }
 
     /// Callback-style realtime connection (lazy: connects on the first send).

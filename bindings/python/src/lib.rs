@@ -41,10 +41,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sync::WsConnection>()?;
     m.add_class::<aio::AsyncConnection>()?;
     m.add_class::<aio::CancelOnDone>()?;
+    m.add_class::<aio::OpDone>()?;
     m.add_class::<callback::CallbackConnection>()?;
     m.add_class::<stats::PyStats>()?;
     m.add_function(wrap_pyfunction!(aio::_settle, m)?)?;
-    m.add_function(wrap_pyfunction!(aio::_deliver, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack::packb, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack::unpackb, m)?)?;
     Ok(())

@@ -34,6 +34,7 @@ from typing import (
     Iterator,
     Optional,
     Union,
+    cast,
 )
 
 from . import _native
@@ -116,6 +117,18 @@ def _ws_path(path: Optional[str]) -> Optional[str]:
     return path or None
 
 
+async def _recv(native: _native.AsyncConnection, timeout: Optional[float]) -> Any:
+    ready, value = native.recv()
+    if ready:
+        return value
+    if timeout is None:
+        return await value
+    try:
+        return await asyncio.wait_for(value, timeout)
+    except asyncio.TimeoutError:
+        raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+
+
 class AsyncRealtimeConnection:
     """An asyncio realtime connection, from :func:`realtime_async`.
 
@@ -142,15 +155,7 @@ class AsyncRealtimeConnection:
         With ``timeout`` (seconds), raises :class:`FalTimeoutError` when nothing
         arrives in time.
         """
-        ready, value = self._c.recv()
-        if ready:
-            return value  # type: ignore[no-any-return]
-        if timeout is None:
-            return await value  # type: ignore[no-any-return]
-        try:
-            return await asyncio.wait_for(value, timeout)  # type: ignore[no-any-return]
-        except asyncio.TimeoutError:
-            raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+        return cast(Optional[Dict[str, Any]], await _recv(self._c, timeout))
 
     async def close(self) -> None:
         """Close the connection (code 1000). Idempotent."""
@@ -200,15 +205,7 @@ class AsyncWsConnection:
 
     async def recv(self, timeout: Optional[float] = None) -> Union[bytes, str, None]:
         """The next frame (``bytes`` or ``str``); ``None`` once the connection has closed cleanly."""
-        ready, value = self._c.recv()
-        if ready:
-            return value  # type: ignore[no-any-return]
-        if timeout is None:
-            return await value  # type: ignore[no-any-return]
-        try:
-            return await asyncio.wait_for(value, timeout)  # type: ignore[no-any-return]
-        except asyncio.TimeoutError:
-            raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+        return cast(Union[bytes, str, None], await _recv(self._c, timeout))
 
     async def close(self) -> None:
         """Close the connection (code 1000). Idempotent."""

@@ -1,13 +1,30 @@
 """Type stubs of the extension module ``fal_realtime._native`` (the Rust part)."""
 
 from os import PathLike
-from typing import Any, Awaitable, Callable, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Awaitable, Callable, Dict, Iterator, List, Optional, Tuple, Union, final
 
 from typing_extensions import Self
+
+__all__: List[str] = [
+    "__version__",
+    "CORE_VERSION",
+    "Client",
+    "RealtimeConnection",
+    "WsConnection",
+    "AsyncConnection",
+    "CancelOnDone",
+    "OpDone",
+    "CallbackConnection",
+    "Stats",
+    "_settle",
+    "packb",
+    "unpackb",
+]
 
 __version__: str
 CORE_VERSION: str
 
+@final
 class Stats:
     """A snapshot of a connection's counters."""
 
@@ -47,6 +64,7 @@ class Stats:
     def to_dict(self) -> Dict[str, Any]:
         """The counters as a dict."""
 
+@final
 class RealtimeConnection:
     """A blocking realtime connection, from ``realtime()``.
 
@@ -73,6 +91,7 @@ class RealtimeConnection:
     def __enter__(self) -> Self: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class WsConnection:
     """A blocking raw WebSocket, from ``ws_connect()``: frames in, frames out."""
 
@@ -93,6 +112,7 @@ class WsConnection:
     def __enter__(self) -> Self: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class CallbackConnection:
     """A callback-style realtime connection, from ``connect()``.
 
@@ -115,6 +135,7 @@ class CallbackConnection:
     def __enter__(self) -> Self: ...
     def __exit__(self, *args: object) -> bool: ...
 
+@final
 class AsyncConnection:
     """The native half of an asyncio connection (wrapped by the public classes)."""
 
@@ -124,6 +145,8 @@ class AsyncConnection:
         """``(True, value)`` when ready now, else ``(False, awaitable)``."""
     def close(self) -> Optional[Awaitable[None]]:
         """Close; ``None`` when done already, else an awaitable."""
+    def _pump(self) -> None:
+        """Drive pending operations (called by the event loop)."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
@@ -131,11 +154,12 @@ class AsyncConnection:
     def stats(self) -> Stats:
         """Counters of this connection."""
 
+@final
 class Client:
     """The native client (wrapped by ``fal_realtime.Client``)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         key: Optional[str] = None,
         run_host: Optional[str] = None,
         rest_url: Optional[str] = None,
@@ -143,7 +167,7 @@ class Client:
         allow_insecure_ws: bool = False,
         open_timeout: Optional[float] = None,
         max_message_size: Optional[int] = None,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def has_credentials(self) -> bool:
         """Whether credentials are configured."""
@@ -217,6 +241,18 @@ class Client:
     ) -> CallbackConnection:
         """Create a callback-style connection (connects on the first send)."""
 
+@final
+class CancelOnDone:
+    """Cancels a pending native operation when its asyncio future is cancelled."""
+
+    def __call__(self, fut: Any) -> None: ...
+
+@final
+class OpDone:
+    """Drops a pending native operation whose asyncio future was cancelled."""
+
+    def __call__(self, fut: Any) -> None: ...
+
 def packb(obj: Any) -> bytes:
     """Encode ``obj`` as msgpack, as the connections do (bytes stay bin, str stays str)."""
 
@@ -224,4 +260,3 @@ def unpackb(data: Union[bytes, bytearray]) -> Any:
     """Decode msgpack into Python objects, as the connections do."""
 
 def _settle(fut: Any, value: Any, is_err: bool) -> None: ...
-def _deliver(conn: AsyncConnection, fut: Any, value: Any, is_err: bool) -> None: ...
