@@ -24,10 +24,13 @@ fn init_logging(py: Python<'_>) {
         Ok(l) => l,
         Err(_) => return,
     };
+    // Debug is the finest level this library logs at; keeping the global
+    // maximum there lets `log` drop the per-frame trace records of
+    // dependencies for free, on the hot path.
     let _ = logger
         .filter(log::LevelFilter::Warn)
-        .filter_target("fal_realtime".to_string(), log::LevelFilter::Trace)
-        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Trace)
+        .filter_target("fal_realtime".to_string(), log::LevelFilter::Debug)
+        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Debug)
         .install();
 }
 
