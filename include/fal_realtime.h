@@ -383,7 +383,8 @@ typedef int32_t (*fal_rt_encode_fn)(void *user_data,
  * Return 0 on success; any other value reports a `FAL_RT_DECODE` error and the
  * connection stays up.
  *
- * Thread: a runtime worker thread, never concurrently for one connection.
+ * Thread: realtime connections: a runtime worker thread, never concurrently
+ * for one connection; sessions: the thread calling `fal_rt_session_recv`.
  */
 typedef int32_t (*fal_rt_decode_fn)(void *user_data,
                                     const uint8_t *data,
@@ -1099,6 +1100,15 @@ fal_rt_result fal_rt_ws_recv(const struct fal_rt_ws *ws,
                              int32_t timeout_ms,
                              struct fal_rt_frame **out_frame,
                              struct fal_rt_error **out_error);
+
+/**
+ * Counters of the socket (frames and bytes each way), written to
+ * `*out_stats` (set its `struct_size` first).
+ *
+ * # Safety
+ * `ws` is NULL or valid; `out_stats` is NULL or writable.
+ */
+fal_rt_result fal_rt_ws_stats(const struct fal_rt_ws *ws, struct fal_rt_stats *out_stats);
 
 /**
  * Free a socket: close it with code 1000 if still open and release it.

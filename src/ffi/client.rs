@@ -143,7 +143,8 @@ pub type fal_rt_encode_fn = Option<
 /// Return 0 on success; any other value reports a `FAL_RT_DECODE` error and the
 /// connection stays up.
 ///
-/// Thread: a runtime worker thread, never concurrently for one connection.
+/// Thread: realtime connections: a runtime worker thread, never concurrently
+/// for one connection; sessions: the thread calling `fal_rt_session_recv`.
 pub type fal_rt_decode_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,

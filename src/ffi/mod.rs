@@ -589,7 +589,10 @@ mod tests {
     fn header_version_string_matches_the_crate() {
         let header = include_str!("../../include/fal_realtime.h");
         let line = format!("#define FAL_RT_VERSION_STRING \"{}\"", crate::VERSION);
-        assert!(header.contains(&line), "update FAL_RT_VERSION_STRING in cbindgen.toml");
+        assert!(
+            header.contains(&line),
+            "update FAL_RT_VERSION_STRING in cbindgen.toml"
+        );
     }
 
     #[test]

@@ -157,6 +157,14 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
         } = opts;
         match client.client.realtime_dyn(app, ropts, chandler) {
             Ok(conn) => {
+                // A live keyed connection was reused: these options were not used.
+                let options_gate = match options_gate {
+                    Some(g) if conn.handle_count() > 1 => {
+                        g.close();
+                        None
+                    }
+                    g => g,
+                };
                 put(
                     out,
                     Box::into_raw(Box::new(fal_rt_realtime {

@@ -4,6 +4,7 @@
 
 use super::client::read_connect_options;
 use super::gate::{FreeFn, Gate};
+use super::realtime::{fal_rt_stats, STATS_V1_SIZE};
 use super::session::release_failed;
 use super::*;
 use crate::codec::Frame;
@@ -362,6 +363,30 @@ pub unsafe extern "C" fn fal_rt_ws_recv(
     } else {
         code
     }
+}
+
+/// Counters of the socket (frames and bytes each way), written to
+/// `*out_stats` (set its `struct_size` first).
+///
+/// # Safety
+/// `ws` is NULL or valid; `out_stats` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_stats(
+    ws: *const fal_rt_ws,
+    out_stats: *mut fal_rt_stats,
+) -> fal_rt_result {
+    boundary(std::ptr::null_mut(), || {
+        let w = &*not_null(ws, "ws")?;
+        not_null(out_stats, "out_stats")?;
+        let stats = match w.tx.try_lock() {
+            Ok(tx) => tx.stats(),
+            Err(_) => {
+                check_can_block()?;
+                w.tx.blocking_lock().stats()
+            }
+        };
+        write_versioned(out_stats, "out_stats", STATS_V1_SIZE, stats.into())
+    })
 }
 
 /// Free a socket: close it with code 1000 if still open and release it.

@@ -560,7 +560,15 @@ static void test_connection_key_reuse(void) {
     CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h1, &c1, NULL), FAL_RT_OK);
     CHECK_RC(fal_rt_realtime_send_json(c1, "{\"n\":1}", NULL), FAL_RT_OK);
     CHECK(wait_for(&r1, &r1.results, 1));
+    /* The second connect reuses the live connection: its options are not
+       used, so their finalizer runs at once. */
+    recorder unused;
+    recorder_init(&unused);
+    o.callbacks_user_data = &unused;
+    o.free_callbacks_user_data = rec_free;
     CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h2, &c2, NULL), FAL_RT_OK);
+    CHECK(unused.freed == 1);
+    recorder_destroy(&unused);
     CHECK_RC(fal_rt_realtime_send_json(c2, "{\"n\":2}", NULL), FAL_RT_OK);
     CHECK(wait_for(&r2, &r2.results, 1));
     CHECK(read_int(&r1, &r1.results) == 1);
@@ -805,6 +813,11 @@ static void test_ws_callbacks(void) {
     int bin_ok = !r.last_is_text && r.last_len == sizeof mp && memcmp(r.last_bytes, mp, sizeof mp) == 0;
     pthread_mutex_unlock(&r.mu);
     CHECK(bin_ok);
+    fal_rt_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_RC(fal_rt_ws_stats(r.ws, &st), FAL_RT_OK);
+    CHECK(st.frames_sent == 3 && st.frames_received == 3);
     fal_rt_frame *f = NULL;
     CHECK_RC(fal_rt_ws_recv(r.ws, 0, &f, NULL), FAL_RT_WRONG_MODE);
     CHECK_RC(fal_rt_ws_close(r.ws, NULL), FAL_RT_OK);
