@@ -42,38 +42,19 @@
  * - No error, log or panic message contains a token or key.
  */
 
+/* The version of this header (compare with fal_rt_version() / fal_rt_version_number()). */
 #define FAL_RT_VERSION_STRING "0.1.0"
-
-
-/**
- * Major version of the library (`FAL_RT_VERSION_MAJOR`).
- */
 #define FAL_RT_VERSION_MAJOR 0
-
-/**
- * Minor version of the library (`FAL_RT_VERSION_MINOR`).
- */
 #define FAL_RT_VERSION_MINOR 1
-
-/**
- * Patch version of the library (`FAL_RT_VERSION_PATCH`).
- */
 #define FAL_RT_VERSION_PATCH 0
+/* MAJOR * 10000 + MINOR * 100 + PATCH */
+#define FAL_RT_VERSION_NUMBER 100
 
-/**
- * The version as one number, `MAJOR * 10000 + MINOR * 100 + PATCH`.
- */
-#define FAL_RT_VERSION_NUMBER (((FAL_RT_VERSION_MAJOR * 10000) + (FAL_RT_VERSION_MINOR * 100)) + FAL_RT_VERSION_PATCH)
+/* A recv timeout meaning "wait forever" (fal_rt_session_recv, fal_rt_ws_recv). */
+#define FAL_RT_WAIT_FOREVER (-1)
+/* fal_rt_connect_options.throttle_ms value that disables send throttling (0 = default, 128 ms). */
+#define FAL_RT_THROTTLE_NONE (-1)
 
-/**
- * A timeout meaning "wait forever" for `fal_rt_session_recv` and `fal_rt_ws_recv`.
- */
-#define FAL_RT_WAIT_FOREVER -1
-
-/**
- * `throttle_ms` value that disables send throttling (`0` means the default, 128 ms).
- */
-#define FAL_RT_THROTTLE_NONE -1
 
 /**
  * Result codes. Every fallible call returns one. The numbers are stable and

@@ -586,13 +586,22 @@ mod tests {
     }
 
     #[test]
-    fn header_version_string_matches_the_crate() {
+    fn header_macros_match_the_rust_constants() {
         let header = include_str!("../../include/fal_realtime.h");
-        let line = format!("#define FAL_RT_VERSION_STRING \"{}\"", crate::VERSION);
-        assert!(
-            header.contains(&line),
-            "update FAL_RT_VERSION_STRING in cbindgen.toml"
-        );
+        for line in [
+            format!("#define FAL_RT_VERSION_STRING \"{}\"", crate::VERSION),
+            format!("#define FAL_RT_VERSION_MAJOR {FAL_RT_VERSION_MAJOR}"),
+            format!("#define FAL_RT_VERSION_MINOR {FAL_RT_VERSION_MINOR}"),
+            format!("#define FAL_RT_VERSION_PATCH {FAL_RT_VERSION_PATCH}"),
+            format!("#define FAL_RT_VERSION_NUMBER {FAL_RT_VERSION_NUMBER}"),
+            format!("#define FAL_RT_WAIT_FOREVER ({FAL_RT_WAIT_FOREVER})"),
+            format!("#define FAL_RT_THROTTLE_NONE ({FAL_RT_THROTTLE_NONE})"),
+        ] {
+            assert!(
+                header.contains(&line),
+                "update `{line}` in cbindgen.toml and regenerate"
+            );
+        }
     }
 
     #[test]
