@@ -47,6 +47,8 @@ pub enum Workload {
     /// Cold start: a fresh client and connection per iteration; first send to
     /// first result, including the token fetch (JWT auth) and the handshake.
     Cold,
+    /// Many connections through one process (the `fanout` binary).
+    Fanout,
 }
 
 impl Workload {
@@ -56,6 +58,7 @@ impl Workload {
             Workload::Seq => "seq",
             Workload::Pipe => "pipe",
             Workload::Cold => "cold",
+            Workload::Fanout => "fanout",
         }
     }
 }
@@ -206,7 +209,8 @@ impl Opts {
                         "seq" => Workload::Seq,
                         "pipe" => Workload::Pipe,
                         "cold" => Workload::Cold,
-                        v => return Err(format!("--workload is seq, pipe or cold, not {v:?}")),
+                        "fanout" => Workload::Fanout,
+                        v => return Err(format!("--workload is seq, pipe, cold or fanout, not {v:?}")),
                     }
                 }
                 "n" => o.n = num(&flag, value()?)?,
@@ -250,6 +254,13 @@ impl Opts {
     /// The realtime URL of the app, without a token: `ws://host/{app}/realtime`.
     pub fn realtime_url(&self) -> String {
         format!("{}://{}/{}/realtime", self.scheme(), self.host, self.app)
+    }
+
+    /// The WebSocket config of the bare clients: tungstenite's defaults, or
+    /// `--ws-read-buffer BYTES` (to measure what the read buffer costs per connection).
+    pub fn ws_config(&self) -> Option<tokio_tungstenite::tungstenite::protocol::WebSocketConfig> {
+        let n: usize = self.extra("ws-read-buffer")?.parse().ok()?;
+        Some(tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(n))
     }
 
     /// A binary specific option.

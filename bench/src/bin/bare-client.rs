@@ -64,7 +64,7 @@ async fn open(o: &Opts, tls_cfg: Option<Arc<rustls::ClientConfig>>) -> Result<Ba
         Some(c) => tokio_tungstenite::Connector::Rustls(c),
         None => tokio_tungstenite::Connector::Plain,
     };
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, Some(connector))
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, o.ws_config(), true, Some(connector))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Bare { ws })
@@ -82,6 +82,7 @@ async fn run(o: Opts) -> Result<Report, String> {
     let payload = Payload::new(o.payload);
     let mut report = Report::new(NAME, &o);
     match o.workload {
+        Workload::Fanout => return Err("the fan-out workload is the `fanout` binary".into()),
         Workload::Seq | Workload::Pipe => {
             let mut c = open(&o, tls_config(&o)?).await?;
             if o.workload == Workload::Seq {

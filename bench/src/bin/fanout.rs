@@ -106,7 +106,7 @@ async fn open_bare(o: &Opts, tls_cfg: Option<Arc<rustls::ClientConfig>>) -> Resu
         Some(c) => tokio_tungstenite::Connector::Rustls(c),
         None => tokio_tungstenite::Connector::Plain,
     };
-    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, Some(connector))
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, o.ws_config(), true, Some(connector))
         .await
         .map_err(|e| e.to_string())?;
     Ok(Bare { ws })

@@ -75,6 +75,7 @@ async fn pull(o: Opts) -> Result<Report, String> {
     let mut report = Report::new("rust-pull", &o);
     let app = o.app.clone();
     match o.workload {
+        Workload::Fanout => return Err("the fan-out workload is the `fanout` binary".into()),
         Workload::Seq | Workload::Pipe => {
             let c = client(&o)?;
             let s = c.connect(&app, options(&o)).await.map_err(|e| e.to_string())?;
@@ -215,6 +216,9 @@ fn callback(o: Opts) -> Result<Report, String> {
     let mut report = Report::new("rust-callback", &o);
     if o.workload == Workload::Cold {
         return cold_callback(o, report);
+    }
+    if o.workload == Workload::Fanout {
+        return Err("the fan-out workload is the `fanout` binary".into());
     }
     let window = if o.workload == Workload::Pipe { o.window } else { 1 };
     let total = o.warmup + o.n;
