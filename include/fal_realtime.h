@@ -805,8 +805,9 @@ void fal_rt_client_free(struct fal_rt_client *client);
 /**
  * Connect to `app` (e.g. `"fal-ai/fast-lcm-diffusion"` or `"123-myapp"`).
  * Returns at once: the socket opens on the first send. On success writes the
- * handle to `*out` before any callback can run (so `out` may point into your
- * user_data); free it with `fal_rt_realtime_free`. `options` may be NULL.
+ * handle to `*out`, before any callback can run unless a live keyed
+ * connection is reused (so `out` may point into your user_data); free it with
+ * `fal_rt_realtime_free`. `options` may be NULL.
  *
  * Fails at once with `FAL_RT_INVALID_ARGUMENT` (bad app id, `max_buffering`
  * outside 1..=60) or `FAL_RT_CREDENTIALS` (no key and no token provider).
