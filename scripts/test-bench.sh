@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Benchmark smoke stage: runs the harness with tiny N and our clients only
+# (bare floor, Rust pull/callback, C API when its header exists, Python wheel
+# when it builds) against the emulator and the raw echo server, over ws and
+# wss, and checks that every client printed a complete JSON result. Builds in
+# the dev profile (reusing the test build); no third-party installs. The full
+# measurement is `bench/run` (see bench/README.md) and stays out of CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec python3 bench/run --smoke "$@"
