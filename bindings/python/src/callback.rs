@@ -178,10 +178,12 @@ impl CallbackConnection {
         self.conn.stats().into()
     }
 
+    /// The connection itself.
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
 
+    /// Shut the connection down (see `shutdown`).
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
         self.shutdown(py);

@@ -152,18 +152,22 @@ impl RealtimeConnection {
         self.core.stats(py)
     }
 
+    /// Iterate over results until the connection closes cleanly.
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
 
+    /// The next result (like `recv()`); stops when the connection has closed cleanly.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.core.next(py)
     }
 
+    /// The connection itself.
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
 
+    /// Close the connection.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
         self.core.close(py)?;
@@ -208,18 +212,22 @@ impl WsConnection {
         self.core.stats(py)
     }
 
+    /// Iterate over results until the connection closes cleanly.
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
 
+    /// The next result (like `recv()`); stops when the connection has closed cleanly.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.core.next(py)
     }
 
+    /// The connection itself.
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
         slf
     }
 
+    /// Close the connection.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
         self.core.close(py)?;

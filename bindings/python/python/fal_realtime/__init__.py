@@ -174,18 +174,22 @@ class AsyncRealtimeConnection:
         return self._c.stats
 
     def __aiter__(self) -> AsyncRealtimeConnection:
+        """Iterate over results until the connection closes cleanly."""
         return self
 
     async def __anext__(self) -> Dict[str, Any]:
+        """The next result; stops when the connection has closed cleanly."""
         result = await self.recv()
         if result is None:
             raise StopAsyncIteration
         return result
 
     async def __aenter__(self) -> AsyncRealtimeConnection:
+        """The connection itself."""
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        """Close the connection."""
         await self.close()
 
 
@@ -224,18 +228,22 @@ class AsyncWsConnection:
         return self._c.stats
 
     def __aiter__(self) -> AsyncWsConnection:
+        """Iterate over frames until the connection closes cleanly."""
         return self
 
     async def __anext__(self) -> Union[bytes, str]:
+        """The next frame; stops when the connection has closed cleanly."""
         frame = await self.recv()
         if frame is None:
             raise StopAsyncIteration
         return frame
 
     async def __aenter__(self) -> AsyncWsConnection:
+        """The connection itself."""
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
+        """Close the connection."""
         await self.close()
 
 
