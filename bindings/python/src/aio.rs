@@ -466,15 +466,8 @@ impl AsyncConnection {
 
     /// Counters of this connection.
     #[getter]
-    fn stats(&self, py: Python<'_>) -> PyStats {
-        if let Some(s) = self.halves.try_stats() {
-            return s.into();
-        }
-        // A send is in flight: wait for it (briefly) without holding the GIL.
-        let halves = self.halves.clone();
-        let rt = self.rt();
-        py.detach(|| rt.block_on(async move { halves.stats().await }))
-            .into()
+    fn stats(&self) -> PyStats {
+        self.halves.try_stats().into()
     }
 }
 

@@ -82,6 +82,26 @@ fn expiration(v: Option<f64>) -> PyResult<Option<std::time::Duration>> {
     v.map(|s| util::seconds("token_expiration", s)).transpose()
 }
 
+#[cfg(unix)]
+fn session_fd(s: &RealtimeSession) -> Option<i32> {
+    s.raw_fd()
+}
+
+#[cfg(not(unix))]
+fn session_fd(_: &RealtimeSession) -> Option<i32> {
+    None
+}
+
+#[cfg(unix)]
+fn ws_fd(c: &CoreWs) -> Option<i32> {
+    c.raw_fd()
+}
+
+#[cfg(not(unix))]
+fn ws_fd(_: &CoreWs) -> Option<i32> {
+    None
+}
+
 fn realtime_halves(s: RealtimeSession) -> Halves {
     let (tx, rx) = s.split();
     Halves::new(Tx::Realtime(tx), Rx::Realtime(rx))
@@ -121,7 +141,14 @@ impl Client {
             cfg.open_timeout = util::seconds("open_timeout", t)?;
         }
         cfg.max_frame_size = max_message_size;
-        let inner = fal_realtime::Client::new(cfg).map_err(|e| errors::to_py_attach(&e))?;
+        let inner = fal_realtime::Client::new(cfg).map_err(|e| {
+            // Name the Python argument.
+            let msg = e.message().replace(
+                "set allow_insecure to use it",
+                "pass allow_insecure_ws=True to use it",
+            );
+            errors::to_py_attach(&fal_realtime::Error::new(e.kind(), msg))
+        })?;
         Ok(Client { inner })
     }
 
@@ -245,7 +272,7 @@ impl Client {
                 Box::pin(async move { client.connect(&app, opts).await })
             },
             move |py, rt, s: RealtimeSession, lp| {
-                let fd = aio::require_fd(s.raw_fd()).map_err(|e| errors::to_py(py, &e))?;
+                let fd = aio::require_fd(session_fd(&s)).map_err(|e| errors::to_py(py, &e))?;
                 let conn = AsyncConnection::new(rt, realtime_halves(s), fd, lp, encode_message, false);
                 Ok(Bound::new(py, conn)?.into_any())
             },
@@ -282,7 +309,7 @@ impl Client {
                 Box::pin(async move { client.ws_connect(&app, opts).await })
             },
             move |py, rt, c: CoreWs, lp| {
-                let fd = aio::require_fd(c.raw_fd()).map_err(|e| errors::to_py(py, &e))?;
+                let fd = aio::require_fd(ws_fd(&c)).map_err(|e| errors::to_py(py, &e))?;
                 let conn = AsyncConnection::new(rt, ws_halves(c), fd, lp, None, true);
                 Ok(Bound::new(py, conn)?.into_any())
             },

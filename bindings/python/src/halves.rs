@@ -49,6 +49,13 @@ impl Tx {
 }
 
 impl Rx {
+    pub fn stats(&self) -> Stats {
+        match self {
+            Rx::Realtime(r) => r.stats(),
+            Rx::Ws(r) => r.stats(),
+        }
+    }
+
     pub async fn recv(&mut self) -> Option<Result<Item>> {
         match self {
             Rx::Realtime(r) => r.recv().await.map(|r| r.map(Item::Message)),
@@ -71,6 +78,7 @@ impl Item {
 pub struct Halves {
     pub tx: Arc<Mutex<Tx>>,
     pub rx: Arc<Mutex<Rx>>,
+    last_stats: Arc<std::sync::Mutex<Stats>>,
 }
 
 impl Halves {
@@ -78,6 +86,7 @@ impl Halves {
         Halves {
             tx: Arc::new(Mutex::new(tx)),
             rx: Arc::new(Mutex::new(rx)),
+            last_stats: Default::default(),
         }
     }
 
@@ -112,11 +121,17 @@ impl Halves {
         sent
     }
 
-    pub async fn stats(&self) -> Stats {
-        self.tx.lock().await.stats()
-    }
-
-    pub fn try_stats(&self) -> Option<Stats> {
-        self.tx.try_lock().ok().map(|t| t.stats())
+    /// The counters, without waiting: from whichever half is free, else the
+    /// last snapshot taken.
+    pub fn try_stats(&self) -> Stats {
+        let fresh = match self.tx.try_lock() {
+            Ok(t) => Some(t.stats()),
+            Err(_) => self.rx.try_lock().ok().map(|r| r.stats()),
+        };
+        let mut last = self.last_stats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = fresh {
+            *last = s;
+        }
+        *last
     }
 }

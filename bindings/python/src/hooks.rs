@@ -157,7 +157,7 @@ pub fn encode_input(py: Python<'_>, input: &Bound<'_, PyAny>, hook: Option<&Py<P
     match hook {
         None => {
             if let Ok(b) = input.cast_exact::<PyBytes>() {
-                return Ok(Frame::Binary(Bytes::copy_from_slice(b.as_bytes())));
+                return Ok(Frame::Binary(bytes_of(b)));
             }
             Ok(Frame::Binary(Bytes::from(crate::msgpack::pack(input)?)))
         }
@@ -173,10 +173,42 @@ pub fn encode_input(py: Python<'_>, input: &Bound<'_, PyAny>, hook: Option<&Py<P
     }
 }
 
+/// A Python `bytes` object lent to the core without copying: `bytes` are
+/// immutable and their buffer lives as long as the object, which this keeps.
+struct LentBytes {
+    _obj: Py<PyBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// The buffer is immutable and owned by `_obj`; dropping a `Py` without the GIL
+// defers the decref to pyo3's reference pool.
+unsafe impl Send for LentBytes {}
+unsafe impl Sync for LentBytes {}
+
+impl AsRef<[u8]> for LentBytes {
+    fn as_ref(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+/// The contents of a `bytes`: borrowed when large, copied when small.
+fn bytes_of(b: &Bound<'_, PyBytes>) -> Bytes {
+    let data = b.as_bytes();
+    if data.len() < 16 * 1024 {
+        return Bytes::copy_from_slice(data);
+    }
+    Bytes::from_owner(LentBytes {
+        ptr: data.as_ptr(),
+        len: data.len(),
+        _obj: b.clone().unbind(),
+    })
+}
+
 /// `bytes`/`bytearray`/`memoryview` → binary frame, `str` → text frame.
 pub fn frame_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Frame> {
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Frame::Binary(Bytes::copy_from_slice(b.as_bytes())));
+        return Ok(Frame::Binary(bytes_of(b)));
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Frame::Text(s.to_cow()?.into_owned()));

@@ -91,13 +91,8 @@ impl SyncCore {
         }
     }
 
-    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
-        if let Some(s) = self.halves.try_stats() {
-            return Ok(s.into());
-        }
-        let halves = &self.halves;
-        let s = util::block_on(py, self.rt(), halves.stats(), None)?.expect("no deadline");
-        Ok(s.into())
+    fn stats(&self) -> PyStats {
+        self.halves.try_stats().into()
     }
 }
 
@@ -148,8 +143,8 @@ impl RealtimeConnection {
 
     /// Counters of this connection.
     #[getter]
-    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
-        self.core.stats(py)
+    fn stats(&self) -> PyStats {
+        self.core.stats()
     }
 
     /// Iterate over results until the connection closes cleanly.
@@ -208,8 +203,8 @@ impl WsConnection {
 
     /// Counters of this connection.
     #[getter]
-    fn stats(&self, py: Python<'_>) -> PyResult<PyStats> {
-        self.core.stats(py)
+    fn stats(&self) -> PyStats {
+        self.core.stats()
     }
 
     /// Iterate over results until the connection closes cleanly.

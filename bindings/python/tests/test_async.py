@@ -150,3 +150,18 @@ async def test_cancelling_connect(emu: Any) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_stats_while_a_large_send_and_a_recv_are_pending(client: Client) -> None:
+    blob = os.urandom(8 * 1024 * 1024)
+    async with client.realtime_async("owner/echo") as conn:
+        receiving = asyncio.ensure_future(conn.recv(timeout=30))
+        sending = asyncio.ensure_future(conn.send({"image": blob}))
+        await asyncio.sleep(0)
+        for _ in range(5):
+            assert conn.stats.frames_sent in (0, 1)  # never blocks the event loop
+            await asyncio.sleep(0)
+        await sending
+        out = await receiving
+        assert out is not None and out["image"] == blob
+        assert conn.stats.frames_sent == 1 and conn.stats.results == 1

@@ -61,7 +61,7 @@ def test_invalid_arguments(client: Client) -> None:
     with pytest.raises(fal_realtime.InvalidArgumentError, match="Invalid app id"):
         with client.realtime("not-an-app-id"):
             pass
-    with pytest.raises(fal_realtime.InvalidArgumentError):
+    with pytest.raises(fal_realtime.InvalidArgumentError, match="allow_insecure_ws=True"):
         Client(run_host="ws://127.0.0.1:1")  # plain ws needs allow_insecure_ws
     with pytest.raises(fal_realtime.InvalidArgumentError):
         Client(ca_file="/nonexistent/ca.pem")
