@@ -23,6 +23,9 @@ FAL_PKG=fal==1.83.0
 
 step() { echo "== python: $*"; }
 
+step "cargo clippy -p fal-realtime-python -- -D warnings"
+cargo clippy -q -p fal-realtime-python -- -D warnings
+
 step "venv $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"

@@ -346,8 +346,12 @@ impl AsyncConnection {
             st.ops = keep;
         }
         // The reader stays registered (cheaper than re-adding it for every
-        // recv); a wake-up with nothing pending removes it.
-        Self::watch(slf)?;
+        // recv); a wake-up with nothing pending removes it, as does the end.
+        if this.closed.load(Ordering::Acquire) && this.lock().ops.is_empty() {
+            this.unwatch(py);
+        } else {
+            Self::watch(slf)?;
+        }
         for (fut, r) in delivered {
             settle(fut.bind(py), r)?;
         }
