@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Rust: formatting, clippy, unit and integration tests (core + emulator).
+# Rust: formatting, clippy (whole workspace), unit, integration and doc tests
+# of the core and the emulator, and the CLI demo against the embedded emulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo clippy --workspace --exclude fal-realtime-python --all-targets -- -D warnings 2>/dev/null || \
-  cargo clippy --all-targets -- -D warnings
-cargo test --all-targets
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test
+# The README's first command must keep working.
+out=$(cargo run -q --release --bin fal-realtime -- demo --frames 200)
+echo "$out"
+grep -q "^burst: 200/200 results" <<<"$out"
+grep -q "^round trips: 200 sequential" <<<"$out"
