@@ -441,7 +441,10 @@ impl AsyncConnection {
             }
         });
         if tick(py, this.rt(), &mut fut).is_ready() {
-            this.unwatch(py);
+            // A recv may still be pending (it gets the server's close reply).
+            if this.lock().ops.is_empty() {
+                this.unwatch(py);
+            }
             return Ok(None);
         }
         let deadline = Instant::now() + CLOSE_DRAIN;

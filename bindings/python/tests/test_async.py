@@ -165,3 +165,12 @@ async def test_stats_while_a_large_send_and_a_recv_are_pending(client: Client) -
         out = await receiving
         assert out is not None and out["image"] == blob
         assert conn.stats.frames_sent == 1 and conn.stats.results == 1
+
+
+async def test_close_while_another_task_awaits_recv(client: Client) -> None:
+    async with client.realtime_async("owner/slow") as conn:
+        waiting = asyncio.ensure_future(conn.recv())
+        await asyncio.sleep(0.05)
+        await conn.close()
+        # The pending recv ends with the server's close reply: a clean end.
+        assert await asyncio.wait_for(waiting, 10) is None
