@@ -237,12 +237,13 @@ impl Client {
     /// `fal_client.realtime()` does): connects now, then `send` / `recv`.
     pub async fn connect(&self, app: &str, options: RealtimeOptions) -> Result<RealtimeSession> {
         let target = self.target(app, &options, DefaultPath::Realtime)?;
-        let (ws, _token) = with_timeout(self.inner.config.open_timeout, open_target(&target, None)).await?;
-        Ok(RealtimeSession::new(
-            ws,
-            options.encoder.clone(),
-            options.decoder.clone(),
-        ))
+        let (ws, _token, fetched) =
+            with_timeout(self.inner.config.open_timeout, open_target(&target, None)).await?;
+        let session = RealtimeSession::new(ws, options.encoder.clone(), options.decoder.clone());
+        if fetched {
+            session.count_token_fetch();
+        }
+        Ok(session)
     }
 
     /// A raw WebSocket with the same URL and auth rules; no codec. The default
@@ -257,8 +258,13 @@ impl Client {
             ..Default::default()
         };
         let target = self.target(app, &ropts, DefaultPath::None)?;
-        let (ws, _token) = with_timeout(self.inner.config.open_timeout, open_target(&target, None)).await?;
-        Ok(WsConnection::new(ws))
+        let (ws, _token, fetched) =
+            with_timeout(self.inner.config.open_timeout, open_target(&target, None)).await?;
+        let conn = WsConnection::new(ws);
+        if fetched {
+            conn.count_token_fetch();
+        }
+        Ok(conn)
     }
 
     pub(crate) fn target(
@@ -420,14 +426,22 @@ async fn fetch_default_token(target: &Target, life: Duration) -> Result<String> 
     }
 }
 
-/// Open a socket for `target`, fetching a token unless `cached` is fresh.
-/// Returns the socket and the token used (to cache).
-pub(crate) async fn open_target(target: &Target, cached: Option<Token>) -> Result<(WsStream, Option<Token>)> {
+/// Open a socket for `target` with `token` (the caller decided it is usable),
+/// fetching one first when it is `None`. Returns the socket, the token used
+/// (to cache) and whether it was fetched here.
+pub(crate) async fn open_target(
+    target: &Target,
+    token: Option<Token>,
+) -> Result<(WsStream, Option<Token>, bool)> {
     let inner = &target.client;
+    let mut fetched = false;
     let (token, auth_header) = if target.use_jwt {
-        let t = match cached {
-            Some(t) if t.is_fresh() => t,
-            _ => fetch_token(target).await?,
+        let t = match token {
+            Some(t) => t,
+            None => {
+                fetched = true;
+                fetch_token(target).await?
+            }
         };
         (Some(t), None)
     } else {
@@ -452,7 +466,7 @@ pub(crate) async fn open_target(target: &Target, cached: Option<Token>) -> Resul
     };
     log::debug!("opening {}", endpoint::redact_url(&url));
     let ws = transport::open_ws(&url, auth_header.as_deref(), tls, inner.config.max_frame_size).await?;
-    Ok((ws, token))
+    Ok((ws, token, fetched))
 }
 
 /// Options of a realtime connection: every option of the JS

@@ -451,7 +451,7 @@ impl Actor {
                 _ => None,
             };
             shared.set_state(ConnectionState::Connecting);
-            let (ws, tok) = open_target(&target, tok).await?;
+            let (ws, tok, _) = open_target(&target, tok).await?;
             Ok((ws, tok))
         });
         tokio::pin!(fut);

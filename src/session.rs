@@ -129,6 +129,10 @@ impl RealtimeSession {
         self.tx.stats.snapshot()
     }
 
+    pub(crate) fn count_token_fetch(&self) {
+        StatsCell::inc(&self.tx.stats.token_fetches);
+    }
+
     /// Split into independently owned halves.
     pub fn split(self) -> (RealtimeSender, RealtimeReceiver) {
         (self.tx, self.rx)

@@ -117,6 +117,10 @@ impl WsConnection {
         self.tx.stats.snapshot()
     }
 
+    pub(crate) fn count_token_fetch(&self) {
+        StatsCell::inc(&self.tx.stats.token_fetches);
+    }
+
     /// Split into independently owned halves.
     pub fn split(self) -> (WsSender, WsReceiver) {
         (self.tx, self.rx)

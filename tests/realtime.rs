@@ -688,3 +688,31 @@ fn works_without_a_caller_runtime() {
     .unwrap();
     assert!(fal_realtime::runtime::block_on(conn.shutdown()).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_without_expiration_is_called_once_per_connect() {
+    let emu = emulator().await;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (calls2, addr) = (calls.clone(), emu.addr().to_string());
+    let provider: Arc<dyn TokenProvider> = Arc::new(move |_app: String| {
+        calls2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let addr = addr.clone();
+        async move { Ok(raw_token_at(&addr).await) }
+    });
+    let rec = Recorder::default();
+    let opts = RealtimeOptions {
+        token_provider: Some(provider),
+        ..no_throttle()
+    };
+    let conn = client(&emu).realtime("me/echo", opts, rec.clone()).unwrap();
+    conn.send(&json!({"i": 1})).unwrap();
+    wait_until("result", || rec.n_results() == 1).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(conn.stats().token_fetches, 1);
+    // Without an expiration the token is not reused: a reconnect asks again.
+    conn.close();
+    wait_until("closed", || conn.state() == ConnectionState::Closed).await;
+    conn.send(&json!({"i": 2})).unwrap();
+    wait_until("result", || rec.n_results() == 2).await;
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -53,7 +53,7 @@ async fn pull_session_round_trips_and_keeps_bytes() {
     let out: In = m.decode().unwrap();
     assert_eq!(out, input);
     let st = s.stats();
-    assert_eq!((st.frames_sent, st.results), (1, 1));
+    assert_eq!((st.frames_sent, st.results, st.token_fetches), (1, 1, 1));
     s.close().await.unwrap();
     assert!(s.recv().await.is_none(), "a normal close ends the session");
 }
