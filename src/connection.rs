@@ -9,7 +9,7 @@
 use crate::client::{fetch_token, open_target, with_timeout, RealtimeOptions, Target, Token};
 use crate::codec::{self, Frame, Incoming, Message};
 use crate::error::{Error, ErrorKind, Result};
-use crate::session::{close_error, decode_frame, lost, to_ws};
+use crate::session::{decode_frame, map_read, send_close, to_ws, Read};
 use crate::stats::{Stats, StatsCell};
 use crate::throttle::Throttle;
 use crate::transport::{ws_error, WsStream};
@@ -25,9 +25,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{sleep_until, Instant};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Receives what a callback-style connection produces.
 ///
@@ -385,11 +382,7 @@ fn far_future() -> Instant {
 }
 
 async fn graceful_close(ws: &mut WsStream) {
-    let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), send_close(ws)).await;
 }
 
 impl Actor {
@@ -578,29 +571,21 @@ impl Actor {
                     }
                 }
                 msg = ws.next() => {
-                    let frame = match msg {
-                        None => return self.lost(lost()),
-                        Some(Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)) => {
-                            self.shared.set_state(ConnectionState::Closed);
-                            return Next::Idle;
-                        }
-                        Some(Err(tokio_tungstenite::tungstenite::Error::Protocol(_)))
-                        | Some(Err(tokio_tungstenite::tungstenite::Error::Io(_))) => return self.lost(lost()),
-                        Some(Err(e)) => return self.lost(ws_error("the connection failed", e)),
-                        Some(Ok(WsMessage::Binary(b))) => Frame::Binary(b),
-                        Some(Ok(WsMessage::Text(t))) => Frame::Text(t.as_str().to_string()),
-                        Some(Ok(WsMessage::Close(cf))) => {
-                            if let Some(e) = close_error(cf.as_ref()) {
+                    let frame = match map_read(msg, &self.shared.stats) {
+                        Read::Frame(f) => f,
+                        Read::Skip => continue,
+                        Read::End { error, close_frame } => {
+                            if close_frame {
+                                // Let tungstenite send its close reply.
+                                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                            }
+                            if let Some(e) = error {
                                 self.shared.emit_error(e);
                             }
-                            // Let tungstenite send its close reply.
-                            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                             self.shared.set_state(ConnectionState::Closed);
                             return Next::Idle;
                         }
-                        Some(Ok(_)) => continue,
                     };
-                    self.shared.stats.received(frame.len());
                     match decode_frame(&self.decoder, frame) {
                         Incoming::Result(m) => self.shared.emit_result(m),
                         Incoming::Control { timing } => {

@@ -49,6 +49,72 @@ pub(crate) fn lost() -> Error {
     .with_close_code(1006)
 }
 
+/// One item read from the socket, mapped.
+pub(crate) enum Read {
+    /// A data frame (already counted in `stats`).
+    Frame(Frame),
+    /// The stream ended: `None` for a normal close, else why. `close_frame` is
+    /// true when the server sent a close frame (tungstenite then owes a reply).
+    End { error: Option<Error>, close_frame: bool },
+    /// A ping, pong or raw frame: nothing for the caller.
+    Skip,
+}
+
+/// Map one item of the WebSocket stream and count data frames.
+pub(crate) fn map_read(
+    item: Option<std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+    stats: &StatsCell,
+) -> Read {
+    use tokio_tungstenite::tungstenite::Error as E;
+    let frame = match item {
+        None | Some(Err(E::Protocol(_))) | Some(Err(E::Io(_))) => {
+            return Read::End {
+                error: Some(lost()),
+                close_frame: false,
+            }
+        }
+        Some(Err(E::ConnectionClosed)) | Some(Err(E::AlreadyClosed)) => {
+            return Read::End {
+                error: None,
+                close_frame: false,
+            }
+        }
+        Some(Err(e)) => {
+            return Read::End {
+                error: Some(ws_error("the connection failed", e)),
+                close_frame: false,
+            }
+        }
+        Some(Ok(WsMessage::Binary(b))) => Frame::Binary(b),
+        Some(Ok(WsMessage::Text(t))) => Frame::Text(t.as_str().to_string()),
+        Some(Ok(WsMessage::Close(cf))) => {
+            return Read::End {
+                error: close_error(cf.as_ref()),
+                close_frame: true,
+            }
+        }
+        Some(Ok(_)) => return Read::Skip,
+    };
+    stats.received(frame.len());
+    Read::Frame(frame)
+}
+
+/// Send a 1000 close frame; an already closed socket is not an error.
+pub(crate) async fn send_close<S>(sink: &mut S) -> Result<()>
+where
+    S: futures_util::Sink<WsMessage, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    use tokio_tungstenite::tungstenite::Error as E;
+    let frame = CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    };
+    match sink.send(WsMessage::Close(Some(frame))).await {
+        Ok(()) | Err(E::ConnectionClosed) | Err(E::AlreadyClosed) => Ok(()),
+        Err(e) => Err(ws_error("could not close", e)),
+    }
+}
+
 /// The sending half of a [`RealtimeSession`]. Owned by one task at a time.
 pub struct RealtimeSender {
     sink: SplitSink<WsStream, WsMessage>,
@@ -175,16 +241,7 @@ impl RealtimeSender {
 
     /// Close with code 1000.
     pub async fn close(&mut self) -> Result<()> {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        match self.sink.send(WsMessage::Close(Some(frame))).await {
-            Ok(()) => Ok(()),
-            Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed)
-            | Err(tokio_tungstenite::tungstenite::Error::AlreadyClosed) => Ok(()),
-            Err(e) => Err(ws_error("could not close", e)),
-        }
+        send_close(&mut self.sink).await
     }
 
     /// Counters of the session.
@@ -197,33 +254,14 @@ impl RealtimeReceiver {
     /// See [`RealtimeSession::recv`]. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         while !self.done {
-            let msg = match self.stream.next().await {
-                None => {
+            let frame = match map_read(self.stream.next().await, &self.stats) {
+                Read::Frame(f) => f,
+                Read::Skip => continue,
+                Read::End { error, .. } => {
                     self.done = true;
-                    return Some(Err(lost()));
+                    return error.map(Err);
                 }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return match e {
-                        tokio_tungstenite::tungstenite::Error::ConnectionClosed
-                        | tokio_tungstenite::tungstenite::Error::AlreadyClosed => None,
-                        tokio_tungstenite::tungstenite::Error::Protocol(_)
-                        | tokio_tungstenite::tungstenite::Error::Io(_) => Some(Err(lost())),
-                        e => Some(Err(ws_error("the connection failed", e))),
-                    };
-                }
-                Some(Ok(m)) => m,
             };
-            let frame = match msg {
-                WsMessage::Binary(b) => Frame::Binary(b),
-                WsMessage::Text(t) => Frame::Text(t.as_str().to_string()),
-                WsMessage::Close(cf) => {
-                    self.done = true;
-                    return close_error(cf.as_ref()).map(Err);
-                }
-                _ => continue,
-            };
-            self.stats.received(frame.len());
             match decode_frame(&self.decoder, frame) {
                 Incoming::Result(m) => {
                     StatsCell::inc(&self.stats.results);

@@ -4,7 +4,7 @@
 use crate::auth::TokenProvider;
 use crate::codec::Frame;
 use crate::error::Result;
-use crate::session::{close_error, lost, to_ws};
+use crate::session::{map_read, send_close, to_ws, Read};
 use crate::stats::{Stats, StatsCell};
 use crate::transport::{ws_error, WsStream};
 use bytes::Bytes;
@@ -12,9 +12,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Options of [`Client::ws_connect`](crate::Client::ws_connect).
 #[derive(Clone)]
@@ -148,14 +146,7 @@ impl WsSender {
 
     /// Close with code 1000.
     pub async fn close(&mut self) -> Result<()> {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: "".into(),
-        };
-        match self.sink.send(WsMessage::Close(Some(frame))).await {
-            Ok(()) | Err(WsError::ConnectionClosed) | Err(WsError::AlreadyClosed) => Ok(()),
-            Err(e) => Err(ws_error("could not close", e)),
-        }
+        send_close(&mut self.sink).await
     }
 
     /// Counters of the connection.
@@ -168,36 +159,13 @@ impl WsReceiver {
     /// The next data frame. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Frame>> {
         while !self.done {
-            match self.stream.next().await {
-                None => {
+            match map_read(self.stream.next().await, &self.stats) {
+                Read::Frame(f) => return Some(Ok(f)),
+                Read::Skip => {}
+                Read::End { error, .. } => {
                     self.done = true;
-                    return Some(Err(lost()));
+                    return error.map(Err);
                 }
-                Some(Err(WsError::ConnectionClosed)) | Some(Err(WsError::AlreadyClosed)) => {
-                    self.done = true;
-                    return None;
-                }
-                Some(Err(WsError::Protocol(_))) | Some(Err(WsError::Io(_))) => {
-                    self.done = true;
-                    return Some(Err(lost()));
-                }
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Some(Err(ws_error("the connection failed", e)));
-                }
-                Some(Ok(WsMessage::Binary(b))) => {
-                    self.stats.received(b.len());
-                    return Some(Ok(Frame::Binary(b)));
-                }
-                Some(Ok(WsMessage::Text(t))) => {
-                    self.stats.received(t.len());
-                    return Some(Ok(Frame::Text(t.as_str().to_string())));
-                }
-                Some(Ok(WsMessage::Close(cf))) => {
-                    self.done = true;
-                    return close_error(cf.as_ref()).map(Err);
-                }
-                Some(Ok(_)) => {}
             }
         }
         None
