@@ -11,6 +11,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 PANELS = [
     ("small-split-ws", "small, ws, split CPUs"),
@@ -54,6 +55,8 @@ def main(src, dst):
         ax.set_yticklabels(clients, fontsize=8)
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("µs (log); solid p50, light p99")
         ax.set_title(title, fontsize=10)
     m = data.get("machine", {})
