@@ -44,6 +44,10 @@ pub struct ClientConfig {
     pub max_frame_size: Option<usize>,
     /// How many times a failed token request is retried (429/502/503/504 and transport errors).
     pub token_retries: u32,
+    /// Size of each socket's read buffer (tungstenite's default: 128 KiB). It is
+    /// the largest part of an idle connection's memory; 16 KiB suits hosts with
+    /// thousands of connections and small payloads.
+    pub read_buffer_size: Option<usize>,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +61,7 @@ impl Default for ClientConfig {
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             max_frame_size: None,
             token_retries: 3,
+            read_buffer_size: None,
         }
     }
 }
@@ -465,7 +470,7 @@ pub(crate) async fn open_target(
         None
     };
     log::debug!("opening {}", endpoint::redact_url(&url));
-    let ws = transport::open_ws(&url, auth_header.as_deref(), tls, inner.config.max_frame_size).await?;
+    let ws = transport::open_ws(&url, auth_header.as_deref(), tls, &inner.config).await?;
     Ok((ws, token, fetched))
 }
 

@@ -198,7 +198,7 @@ pub(crate) async fn open_ws(
     url: &str,
     auth_header: Option<&str>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    max_frame_size: Option<usize>,
+    config: &crate::ClientConfig,
 ) -> Result<WsStream> {
     use tungstenite::client::IntoClientRequest;
     let public_url = url.split('?').next().unwrap_or(url).to_string();
@@ -220,8 +220,11 @@ pub(crate) async fn open_ws(
         headers.insert("authorization", v);
     }
     let mut cfg = tungstenite::protocol::WebSocketConfig::default();
-    if let Some(n) = max_frame_size {
+    if let Some(n) = config.max_frame_size {
         cfg = cfg.max_message_size(Some(n)).max_frame_size(Some(n));
+    }
+    if let Some(n) = config.read_buffer_size {
+        cfg = cfg.read_buffer_size(n.max(1024));
     }
     let connector = match tls {
         Some(c) => tokio_tungstenite::Connector::Rustls(c),

@@ -245,3 +245,20 @@ mod tempdir {
         h.finish()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_read_buffer_still_carries_large_frames() {
+    let emu = emulator().await;
+    let mut cfg = ClientConfig::local(&emu.ws_host(), KEY);
+    cfg.read_buffer_size = Some(4096);
+    let mut s = Client::new(cfg)
+        .unwrap()
+        .connect("me/echo", RealtimeOptions::default())
+        .await
+        .unwrap();
+    let big = rmpv::Value::Binary(vec![7u8; 300_000]);
+    s.send_msgpack(fal_realtime::codec::encode_value(&big))
+        .await
+        .unwrap();
+    assert_eq!(s.recv().await.unwrap().unwrap().to_value().unwrap(), big);
+}
