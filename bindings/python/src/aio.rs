@@ -512,7 +512,7 @@ where
             rt.shutdown_background();
             return;
         };
-        Python::try_attach(|py| {
+        crate::attach(|py| {
             let lp = lp_u.bind(py);
             let (value, is_err) = match out
                 .map_err(|e| errors::to_py(py, &e))

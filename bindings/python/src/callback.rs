@@ -65,7 +65,7 @@ impl PyHandler {
 
 impl RealtimeHandler for PyHandler {
     fn on_result(&self, message: Message) {
-        Python::try_attach(|py| {
+        crate::attach(|py| {
             let Some(cb) = self.slot.get(py, |c| c.on_result.as_ref()) else {
                 return;
             };
@@ -81,14 +81,14 @@ impl RealtimeHandler for PyHandler {
     }
 
     fn on_error(&self, error: Error) {
-        Python::try_attach(|py| match errors::exception(py, &error) {
+        crate::attach(|py| match errors::exception(py, &error) {
             Ok(exc) => self.report_error(py, exc),
             Err(e) => log_callback_error(py, "on_error", e),
         });
     }
 
     fn on_state(&self, state: ConnectionState) {
-        Python::try_attach(|py| {
+        crate::attach(|py| {
             if let Some(cb) = self.slot.get(py, |c| c.on_state.as_ref()) {
                 if let Err(e) = cb.bind(py).call1((state.as_str(),)) {
                     log_callback_error(py, "on_state", e);

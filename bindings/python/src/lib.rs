@@ -4,6 +4,7 @@
 //! wraps these classes; see `python/fal_realtime/__init__.py`.
 
 use pyo3::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 mod aio;
 mod callback;
@@ -16,6 +17,40 @@ mod stats;
 mod sync;
 mod util;
 
+/// False once the interpreter began to exit (set from an `atexit` hook):
+/// library threads then no longer call into Python, since a thread that
+/// waits for the GIL during finalization is killed mid-Rust-frame.
+static PY_ALIVE: AtomicBool = AtomicBool::new(true);
+
+/// Run `f` with the GIL from a library thread, unless the interpreter is exiting.
+pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
+    if !PY_ALIVE.load(Ordering::Acquire) {
+        return None;
+    }
+    Python::try_attach(f)
+}
+
+/// Called by `atexit`: stop calling into Python from library threads.
+#[pyfunction]
+fn _interpreter_exiting() {
+    PY_ALIVE.store(false, Ordering::Release);
+}
+
+/// Forwards records to Python's `logging` while the interpreter is alive.
+struct GatedLogger(pyo3_log::Logger);
+
+impl log::Log for GatedLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        PY_ALIVE.load(Ordering::Acquire) && self.0.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if PY_ALIVE.load(Ordering::Acquire) {
+            self.0.log(record);
+        }
+    }
+    fn flush(&self) {}
+}
+
 fn init_logging(py: Python<'_>) {
     // Records of this library go to Python's `logging` (logger `fal_realtime.*`);
     // dependencies only at warning level and above. Loggers are cached, levels
@@ -27,11 +62,13 @@ fn init_logging(py: Python<'_>) {
     // Debug is the finest level this library logs at; keeping the global
     // maximum there lets `log` drop the per-frame trace records of
     // dependencies for free, on the hot path.
-    let _ = logger
+    let logger = logger
         .filter(log::LevelFilter::Warn)
         .filter_target("fal_realtime".to_string(), log::LevelFilter::Debug)
-        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Debug)
-        .install();
+        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Debug);
+    if log::set_boxed_logger(Box::new(GatedLogger(logger))).is_ok() {
+        log::set_max_level(log::LevelFilter::Debug);
+    }
 }
 
 #[pymodule]
@@ -48,6 +85,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<callback::CallbackConnection>()?;
     m.add_class::<stats::PyStats>()?;
     m.add_function(wrap_pyfunction!(aio::_settle, m)?)?;
+    m.add_function(wrap_pyfunction!(_interpreter_exiting, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack::packb, m)?)?;
     m.add_function(wrap_pyfunction!(msgpack::unpackb, m)?)?;
     Ok(())

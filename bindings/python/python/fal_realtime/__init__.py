@@ -59,6 +59,10 @@ from ._errors import (
 from ._native import CallbackConnection, RealtimeConnection, Stats, WsConnection, packb, unpackb
 from ._support import ExtType
 
+# Registered first, so it runs last at exit (atexit is LIFO): after it,
+# library threads stop calling into the exiting interpreter.
+atexit.register(_native._interpreter_exiting)
+
 __version__: str = _native.__version__
 
 __all__ = [

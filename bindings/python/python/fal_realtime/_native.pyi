@@ -17,6 +17,7 @@ __all__: List[str] = [
     "CallbackConnection",
     "Stats",
     "_settle",
+    "_interpreter_exiting",
     "packb",
     "unpackb",
 ]
@@ -260,3 +261,4 @@ def unpackb(data: Union[bytes, bytearray]) -> Any:
     """Decode msgpack into Python objects, as the connections do."""
 
 def _settle(fut: Any, value: Any, is_err: bool) -> None: ...
+def _interpreter_exiting() -> None: ...
