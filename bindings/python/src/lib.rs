@@ -4,7 +4,7 @@
 //! wraps these classes; see `python/fal_realtime/__init__.py`.
 
 use pyo3::prelude::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 mod aio;
 mod callback;
@@ -22,18 +22,35 @@ mod util;
 /// waits for the GIL during finalization is killed mid-Rust-frame.
 static PY_ALIVE: AtomicBool = AtomicBool::new(true);
 
+/// Library threads inside [`attach`] right now.
+static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
+
 /// Run `f` with the GIL from a library thread, unless the interpreter is exiting.
 pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
-    if !PY_ALIVE.load(Ordering::Acquire) {
-        return None;
-    }
-    Python::try_attach(f)
+    IN_PYTHON.fetch_add(1, Ordering::AcqRel);
+    let out = if PY_ALIVE.load(Ordering::Acquire) {
+        Python::try_attach(f)
+    } else {
+        None
+    };
+    IN_PYTHON.fetch_sub(1, Ordering::AcqRel);
+    out
 }
 
-/// Called by `atexit`: stop calling into Python from library threads.
+/// Called by `atexit` (before finalization starts): stop library threads
+/// from entering Python, and let those inside leave. A thread inside may
+/// have released the GIL for a moment (e.g. `call_soon_threadsafe` writes to
+/// a socket); if finalization began before it took the GIL back, CPython
+/// would kill it in the middle of Rust frames.
 #[pyfunction]
-fn _interpreter_exiting() {
+fn _interpreter_exiting(py: Python<'_>) {
     PY_ALIVE.store(false, Ordering::Release);
+    py.detach(|| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while IN_PYTHON.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    });
 }
 
 /// Forwards records to Python's `logging` while the interpreter is alive.
