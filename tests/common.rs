@@ -86,15 +86,15 @@ impl RealtimeHandler for Recorder {
     }
 }
 
-/// Fetch a token from the emulator over raw HTTP (for custom token providers).
-pub async fn raw_token(emu: &Emulator, alias: &str) -> String {
+/// Fetch a token for `alias` from the emulator at `addr` over raw HTTP (for custom token providers).
+pub async fn raw_token(addr: &str, alias: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let body = format!(r#"{{"allowed_apps":["{alias}"],"token_expiration":120}}"#);
     let req = format!(
         "POST /tokens/ HTTP/1.1\r\nHost: x\r\nAuthorization: Key {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    let mut s = tokio::net::TcpStream::connect(emu.addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(req.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();

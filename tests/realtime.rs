@@ -30,23 +30,9 @@ fn gated_provider(emu_addr: String, gate: Arc<Semaphore>) -> Arc<dyn TokenProvid
                 .acquire()
                 .await
                 .map_err(|_| fal_realtime::Error::new(ErrorKind::Internal, "gate closed"))?;
-            Ok(raw_token_at(&addr).await)
+            Ok(raw_token(&addr, "echo").await)
         }
     })
-}
-
-async fn raw_token_at(addr: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = r#"{"allowed_apps":["echo"],"token_expiration":120}"#;
-    let req = format!(
-        "POST /tokens/ HTTP/1.1\r\nHost: x\r\nAuthorization: Key {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    serde_json::from_str::<String>(out.split("\r\n\r\n").nth(1).unwrap().trim()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -697,7 +683,7 @@ async fn a_provider_without_expiration_is_called_once_per_connect() {
     let provider: Arc<dyn TokenProvider> = Arc::new(move |_app: String| {
         calls2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let addr = addr.clone();
-        async move { Ok(raw_token_at(&addr).await) }
+        async move { Ok(raw_token(&addr, "echo").await) }
     });
     let rec = Recorder::default();
     let opts = RealtimeOptions {
