@@ -79,12 +79,13 @@ where
 }
 
 /// Parse the token endpoint's response: a JSON string, or an object with
-/// `token` (or legacy `detail`).
+/// `token` (or legacy `detail`). Anything else is an [`ErrorKind::Http`]
+/// error (the endpoint misbehaved; the key is not the problem) with the body.
 pub fn parse_token_response(body: &[u8]) -> Result<String> {
     let bad = || {
         Error::new(
-            ErrorKind::Auth,
-            "the token endpoint returned an unexpected response",
+            ErrorKind::Http,
+            "the token endpoint returned an unexpected response (no token in it)",
         )
         .with_body(String::from_utf8_lossy(body).into_owned())
     };
@@ -146,9 +147,16 @@ mod tests {
         assert_eq!(parse_token_response(br#""abc""#).unwrap(), "abc");
         assert_eq!(parse_token_response(br#"{"token":"t1"}"#).unwrap(), "t1");
         assert_eq!(parse_token_response(br#"{"detail":"t2"}"#).unwrap(), "t2");
-        for bad in [&b"{}"[..], b"42", b"not json", br#""""#, br#"{"token":5}"#] {
+        for bad in [
+            &b"{}"[..],
+            b"42",
+            b"not json",
+            br#""""#,
+            br#"{"token":5}"#,
+            br#"{"weird":1}"#,
+        ] {
             let e = parse_token_response(bad).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Auth);
+            assert_eq!(e.kind(), ErrorKind::Http);
         }
     }
 

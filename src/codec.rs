@@ -164,11 +164,127 @@ fn json_to_value(v: serde_json::Value) -> rmpv::Value {
     }
 }
 
-/// Render msgpack as JSON text. Binary becomes an array of byte values; map keys
-/// that are not strings are rendered as their JSON text.
+/// Render msgpack as JSON text, keeping map keys in their order. Binary
+/// becomes an array of byte values; map keys that are not strings are
+/// rendered as their JSON text; NaN and infinities become `null`; ext values
+/// become `{"ext_type": t, "data": [...]}`. Written straight into the output
+/// (no intermediate JSON tree), so memory stays proportional to the output.
 pub fn msgpack_to_json(bytes: &[u8]) -> Result<String> {
     let v = decode_value(bytes)?;
-    Ok(value_to_json(&v).to_string())
+    let mut out = Vec::with_capacity(bytes.len().saturating_mul(2).min(1 << 20) + 16);
+    write_json(&mut out, &v);
+    // Only ASCII and serde_json-escaped UTF-8 were written.
+    String::from_utf8(out)
+        .map_err(|_| Error::new(ErrorKind::Internal, "JSON rendering produced invalid UTF-8"))
+}
+
+fn write_str_json(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_u8_array(out: &mut Vec<u8>, data: &[u8]) {
+    out.push(b'[');
+    for (i, b) in data.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let b = *b;
+        if b >= 100 {
+            out.push(b'0' + b / 100);
+        }
+        if b >= 10 {
+            out.push(b'0' + (b / 10) % 10);
+        }
+        out.push(b'0' + b % 10);
+    }
+    out.push(b']');
+}
+
+fn write_f64_json(out: &mut Vec<u8>, f: f64) {
+    use std::io::Write;
+    match serde_json::Number::from_f64(f) {
+        Some(n) => {
+            let _ = write!(out, "{n}");
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_json(out: &mut Vec<u8>, v: &rmpv::Value) {
+    use rmpv::Value as V;
+    use std::io::Write;
+    match v {
+        V::Nil => out.extend_from_slice(b"null"),
+        V::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        V::Integer(i) => {
+            let _ = match i.as_u64() {
+                Some(u) => write!(out, "{u}"),
+                None => write!(out, "{}", i.as_i64().unwrap_or_default()),
+            };
+        }
+        V::F32(f) => write_f64_json(out, f64::from(*f)),
+        V::F64(f) => write_f64_json(out, *f),
+        V::String(s) => match s.as_str() {
+            Some(t) => write_str_json(out, t),
+            None => write_str_json(out, &String::from_utf8_lossy(s.as_bytes())),
+        },
+        V::Binary(b) => write_u8_array(out, b),
+        V::Array(a) => {
+            out.push(b'[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_json(out, x);
+            }
+            out.push(b']');
+        }
+        V::Map(m) => {
+            out.push(b'{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                match k {
+                    V::String(s) => match s.as_str() {
+                        Some(t) => write_str_json(out, t),
+                        None => write_str_json(out, &String::from_utf8_lossy(s.as_bytes())),
+                    },
+                    other => {
+                        let mut key = Vec::new();
+                        write_json(&mut key, other);
+                        write_str_json(out, &String::from_utf8_lossy(&key));
+                    }
+                }
+                out.push(b':');
+                write_json(out, x);
+            }
+            out.push(b'}');
+        }
+        V::Ext(t, data) => {
+            let _ = write!(out, "{{\"ext_type\":{t},\"data\":");
+            write_u8_array(out, data);
+            out.push(b'}');
+        }
+    }
+}
+
+/// Check that `bytes` are exactly one well-formed msgpack value (what every
+/// `send_msgpack` requires); [`ErrorKind::Encode`] otherwise.
+pub fn validate_input(bytes: &[u8]) -> Result<()> {
+    if bytes.is_empty() {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            "the input is empty; it must be one msgpack value",
+        ));
+    }
+    peek(bytes).map(|_| ()).map_err(|e| {
+        Error::new(
+            ErrorKind::Encode,
+            format!("the input is not one well-formed msgpack value: {}", e.message()),
+        )
+    })
 }
 
 /// Convert a msgpack value to a JSON value (lossy for bin and ext).
@@ -413,7 +529,8 @@ pub enum Incoming {
     ServerError(Error),
     /// `{"status":"error","error":"Unauthorized"}`: drop the token and close.
     Unauthorized(Error),
-    /// The frame could not be decoded; the connection stays up.
+    /// The frame could not be decoded (not msgpack / not JSON); the
+    /// connection stays up.
     Undecodable(Error),
 }
 
@@ -440,12 +557,9 @@ fn classify_peek(p: &Peek<'_>, body: impl FnOnce() -> String) -> Option<Incoming
     }
     if p.status == Some("error") && p.error == Some("Unauthorized") {
         return Some(Incoming::Unauthorized(
-            Error::new(
-                ErrorKind::Auth,
-                "Unauthorized: the server rejected the token; it will be dropped and a new one fetched on the next send",
-            )
-            .with_status(401)
-            .with_body(body()),
+            Error::new(ErrorKind::Auth, "Unauthorized: the server rejected the token")
+                .with_status(401)
+                .with_body(body()),
         ));
     }
     None
@@ -625,6 +739,55 @@ mod tests {
         match classify_text(r#"{"a":1,"b":"x"}"#) {
             Incoming::Result(m) => assert_eq!(m.to_json().unwrap(), r#"{"a":1,"b":"x"}"#),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_conversions_keep_key_order() {
+        let j = r#"{"zeta":1,"alpha":{"y":2,"b":3},"mid":[{"q":1,"a":2}]}"#;
+        let m = json_to_msgpack(j).unwrap();
+        assert_eq!(msgpack_to_json(&m).unwrap(), j);
+        match classify_text(j) {
+            Incoming::Result(r) => assert_eq!(r.to_json().unwrap(), j),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_rendering_of_every_type() {
+        let v = rmpv::Value::Map(vec![
+            (
+                rmpv::Value::from("b"),
+                rmpv::Value::Binary(vec![0, 9, 10, 99, 100, 255]),
+            ),
+            (rmpv::Value::from(7), rmpv::Value::from("s\"q\n")),
+            (rmpv::Value::from("nan"), rmpv::Value::F64(f64::NAN)),
+            (rmpv::Value::from("f"), rmpv::Value::F32(1.5)),
+            (rmpv::Value::from("neg"), rmpv::Value::from(-3)),
+            (rmpv::Value::from("e"), rmpv::Value::Ext(2, vec![1])),
+            (
+                rmpv::Value::from("a"),
+                rmpv::Value::Array(vec![rmpv::Value::Nil, true.into()]),
+            ),
+        ]);
+        let j = msgpack_to_json(&encode_value(&v)).unwrap();
+        assert_eq!(
+            j,
+            r#"{"b":[0,9,10,99,100,255],"7":"s\"q\n","nan":null,"f":1.5,"neg":-3,"e":{"ext_type":2,"data":[1]},"a":[null,true]}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(parsed["b"][5], 255);
+    }
+
+    #[test]
+    fn input_validation() {
+        assert!(validate_input(&mp(json!({"a": 1}))).is_ok());
+        for bad in [&[][..], &[0xc1], &[0x92, 0x01], &[0x01, 0x02]] {
+            assert_eq!(
+                validate_input(bad).unwrap_err().kind(),
+                ErrorKind::Encode,
+                "{bad:?}"
+            );
         }
     }
 

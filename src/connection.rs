@@ -6,21 +6,23 @@
 //! result reaches the handler on the thread that read it (no thread hop), and
 //! a `send` made from inside a callback is written as soon as the callback returns.
 
-use crate::client::{fetch_token, open_target, with_timeout, RealtimeOptions, Target, Token};
+use crate::client::Registry;
 use crate::codec::{self, Frame, Incoming, Message};
+use crate::config::{Decoder, Encoder, RealtimeOptions, MIN_TOKEN_EXPIRATION};
 use crate::error::{Error, ErrorKind, Result};
-use crate::session::{decode_frame, map_read, send_close, to_ws, Read};
+use crate::keepalive::{Action, KeepAlive};
+use crate::link::{self, close_ws, decode_frame, map_read, to_ws, CloseAction, Read, Style};
+use crate::open::{fetch_token, open_target, with_timeout, Target, Token};
 use crate::stats::{Stats, StatsCell};
 use crate::throttle::Throttle;
 use crate::transport::{ws_error, WsStream};
-use crate::{Decoder, Encoder};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -161,6 +163,9 @@ pub(crate) struct Shared {
     handler: Mutex<Arc<dyn RealtimeHandler>>,
     pub(crate) stats: StatsCell,
     state: AtomicU8,
+    /// The generation of the current handler: bumped when a keyed connect
+    /// replaces it, so handles of a replaced handler cannot close the connection.
+    generation: AtomicU64,
 }
 
 impl Shared {
@@ -218,9 +223,16 @@ pub(crate) struct Inner {
 /// and `close` never block and may be called from any thread, including
 /// from inside the connection's own callbacks. The connection shuts down
 /// (closing the socket with 1000) when the last handle is dropped.
+///
+/// Keyed reuse: a later [`Client::realtime`](crate::Client::realtime) with
+/// the same `connection_key` returns a new handle to the same connection and
+/// replaces the handler. Handles made before that (and their clones) can
+/// still send, but their `close` does nothing: it must not close the
+/// connection the newer handle uses (as in fal-js after 1.10.1).
 #[derive(Clone)]
 pub struct RealtimeConnection {
     pub(crate) inner: Arc<Inner>,
+    generation: u64,
 }
 
 impl std::fmt::Debug for RealtimeConnection {
@@ -234,18 +246,19 @@ impl std::fmt::Debug for RealtimeConnection {
 impl RealtimeConnection {
     pub(crate) fn open(
         target: Target,
+        registry: &Registry,
         options: RealtimeOptions,
         handler: Arc<dyn RealtimeHandler>,
     ) -> Result<Self> {
-        let client = target.client.clone();
         let Some(key) = options.connection_key.clone() else {
             return Ok(Self::spawn(target, &options, handler));
         };
-        let mut reg = client.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let mut reg = registry.lock().unwrap_or_else(|p| p.into_inner());
         reg.retain(|_, w| w.strong_count() > 0);
         if let Some(inner) = reg.get(&key).and_then(Weak::upgrade) {
+            let generation = inner.shared.generation.fetch_add(1, Ordering::AcqRel) + 1;
             inner.shared.set_handler(handler);
-            return Ok(RealtimeConnection { inner });
+            return Ok(RealtimeConnection { inner, generation });
         }
         let conn = Self::spawn(target, &options, handler);
         reg.insert(key, Arc::downgrade(&conn.inner));
@@ -258,6 +271,7 @@ impl RealtimeConnection {
             handler: Mutex::new(handler),
             stats: StatsCell::new(),
             state: AtomicU8::new(ConnectionState::Idle as u8),
+            generation: AtomicU64::new(0),
         });
         let actor = Actor {
             target,
@@ -275,17 +289,24 @@ impl RealtimeConnection {
                 shared,
                 encoder: options.encoder.clone(),
             }),
+            generation: 0,
         }
     }
 
     /// Encode `input` as msgpack and queue it. Never blocks. Encoding errors
     /// are returned here; connection errors go to the handler.
     pub fn send<T: Serialize + ?Sized>(&self, input: &T) -> Result<()> {
-        self.send_msgpack(codec::encode(input)?)
+        self.send_encoded(codec::encode(input)?)
     }
 
-    /// Queue msgpack bytes (through the custom encoder, if any).
+    /// Queue msgpack bytes (through the custom encoder, if any). They must be
+    /// one well-formed msgpack value ([`ErrorKind::Encode`] otherwise).
     pub fn send_msgpack(&self, bytes: Bytes) -> Result<()> {
+        codec::validate_input(&bytes)?;
+        self.send_encoded(bytes)
+    }
+
+    fn send_encoded(&self, bytes: Bytes) -> Result<()> {
         let frame = match &self.inner.encoder {
             Some(enc) => enc(bytes)?,
             None => Frame::Binary(bytes),
@@ -295,7 +316,7 @@ impl RealtimeConnection {
 
     /// Convert JSON text to msgpack and queue it.
     pub fn send_json(&self, json: &str) -> Result<()> {
-        self.send_msgpack(codec::json_to_msgpack(json)?)
+        self.send_encoded(codec::json_to_msgpack(json)?)
     }
 
     /// Queue a frame as is (bypasses the encoder).
@@ -307,9 +328,21 @@ impl RealtimeConnection {
     }
 
     /// Close the socket with code 1000 (from any state, also while
-    /// connecting) and drop any pending throttled input. The next send reconnects.
+    /// connecting), waiting up to 1 s for the server's close reply on the
+    /// connection's task, and drop any pending throttled input. The next
+    /// send reconnects. Does nothing on a handle whose handler was replaced
+    /// by a later keyed connect (see the type's docs).
     pub fn close(&self) {
+        if self.is_stale() {
+            log::debug!("fal-realtime: close() on a replaced keyed handle ignored");
+            return;
+        }
         let _ = self.inner.tx.send(Cmd::Close);
+    }
+
+    /// Whether a later keyed connect replaced this handle's handler.
+    pub fn is_stale(&self) -> bool {
+        self.inner.shared.generation.load(Ordering::Acquire) != self.generation
     }
 
     /// Close and stop the connection task for good; resolves once no callback
@@ -381,8 +414,9 @@ fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(86400 * 365)
 }
 
+/// Close with 1000 and wait (bounded) for the server's close reply.
 async fn graceful_close(ws: &mut WsStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(2), send_close(ws)).await;
+    close_ws(ws, CloseAction::Send(1000)).await;
 }
 
 impl Actor {
@@ -492,13 +526,15 @@ impl Actor {
         Ok(())
     }
 
+    /// When to refresh the token: at 90 % of its life, or 5 % after a failed
+    /// refresh; never sooner than 1 s after the last fetch or failure.
     fn refresh_deadline(&self, after_failure: bool) -> Option<Instant> {
         let t = self.token.as_ref()?;
         let life = t.life?;
         Some(if after_failure {
-            Instant::now() + life.mul_f64(0.05)
+            Instant::now() + life.mul_f64(0.05).max(MIN_TOKEN_EXPIRATION)
         } else {
-            t.fetched_at + life.mul_f64(0.9)
+            t.fetched_at + life.mul_f64(0.9).max(MIN_TOKEN_EXPIRATION)
         })
     }
 
@@ -515,6 +551,9 @@ impl Actor {
         self.shared.set_state(ConnectionState::Open);
         let mut refresh_at = self.refresh_deadline(false);
         let mut refresh: Option<TokenFut> = None;
+        let mut ka = KeepAlive::new(self.target.client.keepalive(), Instant::now());
+        let ka_timer = sleep_until(ka.deadline().unwrap_or_else(far_future));
+        tokio::pin!(ka_timer);
         if let Some(f) = self.pending.take() {
             if let Err(e) = self.write(&mut ws, f).await {
                 return self.lost(e);
@@ -570,17 +609,38 @@ impl Actor {
                         }
                     }
                 }
+                _ = &mut ka_timer, if ka.enabled() => {
+                    match ka.on_deadline(Instant::now()) {
+                        Action::Wait => {}
+                        Action::Ping => {
+                            let limit = ka.timeout().unwrap_or(Duration::from_secs(60));
+                            match tokio::time::timeout(limit, ws.send(tokio_tungstenite::tungstenite::Message::Ping(Bytes::new()))).await {
+                                Ok(Ok(())) => StatsCell::inc(&self.shared.stats.pings_sent),
+                                Ok(Err(e)) => return self.lost(ws_error("could not send a keepalive ping", e)),
+                                // A write that cannot finish: the timeout decides.
+                                Err(_) => {}
+                            }
+                        }
+                        Action::Dead => {
+                            close_ws(&mut ws, CloseAction::Send(1011)).await;
+                            return self.lost(link::keepalive_error(ka.timeout(), Style::Callback));
+                        }
+                    }
+                    if let Some(d) = ka.deadline() {
+                        ka_timer.as_mut().reset(d);
+                    }
+                }
                 msg = ws.next() => {
+                    if matches!(msg, Some(Ok(_))) {
+                        ka.heard();
+                    }
                     let frame = match map_read(msg, &self.shared.stats) {
                         Read::Frame(f) => f,
                         Read::Skip => continue,
-                        Read::End { error, close_frame } => {
-                            if close_frame {
-                                // Let tungstenite send its close reply.
-                                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
-                            }
+                        Read::End { error, close, .. } => {
+                            close_ws(&mut ws, close).await;
                             if let Some(e) = error {
-                                self.shared.emit_error(e);
+                                self.shared.emit_error(e.map_message(|m| format!("{m}; {}", Style::Callback.next_step())));
                             }
                             self.shared.set_state(ConnectionState::Closed);
                             return Next::Idle;
@@ -603,7 +663,7 @@ impl Actor {
                             self.token = None;
                             self.pending = None;
                             graceful_close(&mut ws).await;
-                            self.shared.emit_error(e);
+                            self.shared.emit_error(link::unauthorized(e, Style::Callback));
                             self.shared.set_state(ConnectionState::Closed);
                             return Next::Idle;
                         }

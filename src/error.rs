@@ -93,6 +93,12 @@ impl Error {
         Error::new(ErrorKind::InvalidArgument, message)
     }
 
+    /// The same error with its message rewritten by `f`.
+    pub(crate) fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Self {
+        self.message = f(&self.message);
+        self
+    }
+
     /// Attach an HTTP status.
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = Some(status);

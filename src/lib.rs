@@ -26,13 +26,22 @@
 
 #![warn(missing_docs)]
 
+// Layers, each importing only from the ones above it in this list:
+// pure rules (error, codec, endpoint, auth, throttle, keepalive, stats),
+// config, transport, open (token fetch + socket open), link (the socket
+// rules every style shares), the styles (session, ws, connection), the face
+// (client), and the C door (ffi).
 pub mod auth;
 mod client;
 pub mod codec;
+mod config;
 mod connection;
 pub mod endpoint;
 mod error;
 pub mod ffi;
+pub mod keepalive;
+mod link;
+mod open;
 pub mod runtime;
 mod session;
 mod stats;
@@ -41,11 +50,13 @@ mod transport;
 mod ws;
 
 pub use auth::{Credentials, TokenFuture, TokenProvider};
-pub use client::{
-    Client, ClientConfig, RealtimeOptions, DEFAULT_OPEN_TIMEOUT, DEFAULT_REST_URL, DEFAULT_RUN_HOST,
-    DEFAULT_TOKEN_EXPIRATION,
-};
+pub use client::Client;
 pub use codec::{Frame, Message};
+pub use config::{
+    ClientConfig, Decoder, Encoder, RealtimeOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REST_URL, DEFAULT_RUN_HOST,
+    DEFAULT_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION,
+};
 pub use connection::{in_callback, ConnectionState, FnHandler, RealtimeConnection, RealtimeHandler};
 pub use error::{Error, ErrorKind, Result};
 pub use session::{RealtimeReceiver, RealtimeSender, RealtimeSession};
@@ -54,11 +65,3 @@ pub use ws::{WsConnection, WsOptions, WsReceiver, WsSender};
 
 /// The library version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// A custom encoder: the msgpack encoding of an input → the frame to send
-/// (binary or text). Called on the sending thread.
-pub type Encoder = std::sync::Arc<dyn Fn(bytes::Bytes) -> Result<Frame> + Send + Sync>;
-
-/// A custom decoder: an incoming frame → msgpack bytes, which are then
-/// classified as usual (results, `x-fal-error`, …). Called on the runtime thread.
-pub type Decoder = std::sync::Arc<dyn Fn(Frame) -> Result<bytes::Bytes> + Send + Sync>;

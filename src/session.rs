@@ -1,133 +1,33 @@
 //! The explicit-connect, pull-style realtime API: `connect().await`, then
 //! `send`, `recv().await`, `close`. No background task: the caller's task
 //! reads and writes the socket itself, so a round trip costs what a bare
-//! WebSocket client costs.
+//! WebSocket client costs. Keepalive runs while a `recv` waits.
+//!
+//! Once the session has ended (the server's idle `TIMEOUT`, `Unauthorized`,
+//! a close frame, a lost connection, an oversized frame, a dead peer, or your
+//! own `close`), the socket is closed and every later send fails at once with
+//! an [`ErrorKind::Closed`](crate::ErrorKind::Closed) error that says why.
 
 use crate::codec::{self, Frame, Incoming, Message};
-use crate::error::{Error, ErrorKind, Result};
+use crate::config::{Decoder, Encoder};
+use crate::error::Result;
+use crate::keepalive::KeepAliveConfig;
+use crate::link::{self, decode_frame, CloseAction, PullRx, PullTx, Style};
 use crate::stats::{Stats, StatsCell};
-use crate::transport::{ws_error, WsStream};
-use crate::{Decoder, Encoder};
+use crate::transport::WsStream;
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use std::sync::Arc;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// Convert an outgoing frame.
-pub(crate) fn to_ws(frame: Frame) -> WsMessage {
-    match frame {
-        Frame::Binary(b) => WsMessage::Binary(b),
-        Frame::Text(t) => WsMessage::Text(t.into()),
-    }
-}
-
-/// What a close frame means to the caller: `None` for a normal close (1000/1001).
-pub(crate) fn close_error(frame: Option<&CloseFrame>) -> Option<Error> {
-    let f = frame?;
-    let code = u16::from(f.code);
-    if code == 1000 || code == 1001 {
-        return None;
-    }
-    let reason = f.reason.as_str();
-    let msg = if reason.is_empty() {
-        format!("the server closed the connection with code {code}")
-    } else {
-        format!("the server closed the connection with code {code}: {reason}")
-    };
-    Some(Error::new(ErrorKind::Closed, msg).with_close_code(code))
-}
-
-pub(crate) fn lost() -> Error {
-    Error::new(
-        ErrorKind::Closed,
-        "the connection was lost (no close frame from the server)",
-    )
-    .with_close_code(1006)
-}
-
-/// One item read from the socket, mapped.
-pub(crate) enum Read {
-    /// A data frame (already counted in `stats`).
-    Frame(Frame),
-    /// The stream ended: `None` for a normal close, else why. `close_frame` is
-    /// true when the server sent a close frame (tungstenite then owes a reply).
-    End { error: Option<Error>, close_frame: bool },
-    /// A ping, pong or raw frame: nothing for the caller.
-    Skip,
-}
-
-/// Map one item of the WebSocket stream and count data frames.
-pub(crate) fn map_read(
-    item: Option<std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
-    stats: &StatsCell,
-) -> Read {
-    use tokio_tungstenite::tungstenite::Error as E;
-    let frame = match item {
-        None | Some(Err(E::Protocol(_))) | Some(Err(E::Io(_))) => {
-            return Read::End {
-                error: Some(lost()),
-                close_frame: false,
-            }
-        }
-        Some(Err(E::ConnectionClosed)) | Some(Err(E::AlreadyClosed)) => {
-            return Read::End {
-                error: None,
-                close_frame: false,
-            }
-        }
-        Some(Err(e)) => {
-            return Read::End {
-                error: Some(ws_error("the connection failed", e)),
-                close_frame: false,
-            }
-        }
-        Some(Ok(WsMessage::Binary(b))) => Frame::Binary(b),
-        Some(Ok(WsMessage::Text(t))) => Frame::Text(t.as_str().to_string()),
-        Some(Ok(WsMessage::Close(cf))) => {
-            return Read::End {
-                error: close_error(cf.as_ref()),
-                close_frame: true,
-            }
-        }
-        Some(Ok(_)) => return Read::Skip,
-    };
-    stats.received(frame.len());
-    Read::Frame(frame)
-}
-
-/// Send a 1000 close frame; an already closed socket is not an error.
-pub(crate) async fn send_close<S>(sink: &mut S) -> Result<()>
-where
-    S: futures_util::Sink<WsMessage, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
-{
-    use tokio_tungstenite::tungstenite::Error as E;
-    let frame = CloseFrame {
-        code: CloseCode::Normal,
-        reason: "".into(),
-    };
-    match sink.send(WsMessage::Close(Some(frame))).await {
-        Ok(()) | Err(E::ConnectionClosed) | Err(E::AlreadyClosed) => Ok(()),
-        Err(e) => Err(ws_error("could not close", e)),
-    }
-}
 
 /// The sending half of a [`RealtimeSession`]. Owned by one task at a time.
 pub struct RealtimeSender {
-    sink: SplitSink<WsStream, WsMessage>,
+    link: PullTx,
     encoder: Option<Encoder>,
-    stats: Arc<StatsCell>,
 }
 
 /// The receiving half of a [`RealtimeSession`]. Owned by one task at a time.
 pub struct RealtimeReceiver {
-    stream: SplitStream<WsStream>,
+    link: PullRx,
     decoder: Option<Decoder>,
-    stats: Arc<StatsCell>,
-    done: bool,
 }
 
 /// An open realtime session (pull style). Not `Clone`; [`split`](Self::split)
@@ -135,31 +35,19 @@ pub struct RealtimeReceiver {
 pub struct RealtimeSession {
     tx: RealtimeSender,
     rx: RealtimeReceiver,
-    #[cfg(unix)]
-    fd: Option<std::os::fd::RawFd>,
 }
 
 impl RealtimeSession {
-    pub(crate) fn new(ws: WsStream, encoder: Option<Encoder>, decoder: Option<Decoder>) -> Self {
-        let stats = Arc::new(StatsCell::new());
-        StatsCell::inc(&stats.connects);
-        #[cfg(unix)]
-        let fd = crate::transport::raw_fd(&ws);
-        let (sink, stream) = ws.split();
+    pub(crate) fn new(
+        ws: WsStream,
+        keepalive: KeepAliveConfig,
+        encoder: Option<Encoder>,
+        decoder: Option<Decoder>,
+    ) -> Self {
+        let (tx, rx) = link::pull(ws, keepalive, "session");
         RealtimeSession {
-            #[cfg(unix)]
-            fd,
-            tx: RealtimeSender {
-                sink,
-                encoder,
-                stats: stats.clone(),
-            },
-            rx: RealtimeReceiver {
-                stream,
-                decoder,
-                stats,
-                done: false,
-            },
+            tx: RealtimeSender { link: tx, encoder },
+            rx: RealtimeReceiver { link: rx, decoder },
         }
     }
 
@@ -168,7 +56,9 @@ impl RealtimeSession {
         self.tx.send(input).await
     }
 
-    /// Send pre-encoded msgpack bytes (passed through the custom encoder, if any).
+    /// Send pre-encoded msgpack bytes (passed through the custom encoder, if
+    /// any). They must be one well-formed msgpack value
+    /// ([`ErrorKind::Encode`](crate::ErrorKind::Encode) otherwise).
     pub async fn send_msgpack(&mut self, bytes: Bytes) -> Result<()> {
         self.tx.send_msgpack(bytes).await
     }
@@ -178,25 +68,28 @@ impl RealtimeSession {
         self.tx.send_frame(frame).await
     }
 
-    /// The next result; `Some(Err)` for a server error, an abnormal close or an
-    /// undecodable frame; `None` once the session ended cleanly (normal close
-    /// or the server's idle `TIMEOUT`).
+    /// The next result; `Some(Err)` for a server error, an undecodable frame
+    /// or an abnormal end (abnormal close, lost connection, `Unauthorized`,
+    /// oversized frame, no answer to keepalive pings); `None` once the session
+    /// ended cleanly (normal close or the server's idle `TIMEOUT`), and for
+    /// ever after any end.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         self.rx.recv().await
     }
 
-    /// Close with code 1000.
+    /// Close with code 1000. Results already on the way can still be
+    /// received; later sends fail with [`ErrorKind::Closed`](crate::ErrorKind::Closed).
     pub async fn close(&mut self) -> Result<()> {
         self.tx.close().await
     }
 
     /// Counters of this session.
     pub fn stats(&self) -> Stats {
-        self.tx.stats.snapshot()
+        self.tx.stats()
     }
 
     pub(crate) fn count_token_fetch(&self) {
-        StatsCell::inc(&self.tx.stats.token_fetches);
+        StatsCell::inc(&self.tx.link.shared.stats.token_fetches);
     }
 
     /// Split into independently owned halves.
@@ -208,7 +101,7 @@ impl RealtimeSession {
     /// (e.g. Python's asyncio). Do not read, write or close it.
     #[cfg(unix)]
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.fd
+        self.tx.link.shared.raw_fd()
     }
 }
 
@@ -216,11 +109,17 @@ impl RealtimeSender {
     /// Encode `input` as msgpack and send it.
     pub async fn send<T: Serialize + ?Sized>(&mut self, input: &T) -> Result<()> {
         let bytes = codec::encode(input)?;
-        self.send_msgpack(bytes).await
+        self.send_encoded(bytes).await
     }
 
-    /// Send msgpack bytes (through the custom encoder, if any).
+    /// Send msgpack bytes (through the custom encoder, if any); they must be
+    /// one well-formed msgpack value.
     pub async fn send_msgpack(&mut self, bytes: Bytes) -> Result<()> {
+        codec::validate_input(&bytes)?;
+        self.send_encoded(bytes).await
+    }
+
+    async fn send_encoded(&mut self, bytes: Bytes) -> Result<()> {
         let frame = match &self.encoder {
             Some(enc) => enc(bytes)?,
             None => Frame::Binary(bytes),
@@ -230,83 +129,64 @@ impl RealtimeSender {
 
     /// Send a frame as is.
     pub async fn send_frame(&mut self, frame: Frame) -> Result<()> {
-        let n = frame.len();
-        self.sink
-            .send(to_ws(frame))
-            .await
-            .map_err(|e| ws_error("could not send", e))?;
-        self.stats.sent(n);
-        Ok(())
+        self.link.send(frame).await
     }
 
     /// Close with code 1000.
     pub async fn close(&mut self) -> Result<()> {
-        send_close(&mut self.sink).await
+        self.link.close().await
     }
 
     /// Counters of the session.
     pub fn stats(&self) -> Stats {
-        self.stats.snapshot()
+        self.link.shared.stats.snapshot()
     }
 }
 
 impl RealtimeReceiver {
     /// See [`RealtimeSession::recv`]. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
-        while !self.done {
-            let frame = match map_read(self.stream.next().await, &self.stats) {
-                Read::Frame(f) => f,
-                Read::Skip => continue,
-                Read::End { error, .. } => {
-                    self.done = true;
-                    return error.map(Err);
+        loop {
+            let frame = match self.link.read().await? {
+                Ok(f) => f,
+                Err(e) => {
+                    StatsCell::inc(&self.link.shared.stats.errors);
+                    return Some(Err(e));
                 }
             };
+            let stats = &self.link.shared.stats;
             match decode_frame(&self.decoder, frame) {
                 Incoming::Result(m) => {
-                    StatsCell::inc(&self.stats.results);
+                    StatsCell::inc(&stats.results);
                     return Some(Ok(m));
                 }
                 Incoming::Control { timing } => {
                     if let Some(t) = timing {
-                        self.stats.set_timing(t);
+                        stats.set_timing(t);
                     }
                 }
                 Incoming::Timeout => {
-                    self.done = true;
+                    let why = "the server closed it after its idle timeout (TIMEOUT)";
+                    self.link.end(why.into(), None, CloseAction::Send(1000)).await;
                     return None;
                 }
                 Incoming::Unauthorized(e) => {
-                    self.done = true;
-                    StatsCell::inc(&self.stats.errors);
+                    StatsCell::inc(&stats.errors);
+                    let e = link::unauthorized(e, Style::Pull);
+                    let why = "the server rejected the token (Unauthorized)";
+                    self.link.end(why.into(), None, CloseAction::Send(1000)).await;
                     return Some(Err(e));
                 }
                 Incoming::ServerError(e) | Incoming::Undecodable(e) => {
-                    StatsCell::inc(&self.stats.errors);
+                    StatsCell::inc(&stats.errors);
                     return Some(Err(e));
                 }
             }
         }
-        None
     }
 
     /// Counters of the session.
     pub fn stats(&self) -> Stats {
-        self.stats.snapshot()
-    }
-}
-
-/// Apply the custom decoder (if any), then classify.
-pub(crate) fn decode_frame(decoder: &Option<Decoder>, frame: Frame) -> Incoming {
-    match decoder {
-        None => codec::classify(frame),
-        Some(d) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d(frame))) {
-            Ok(Ok(bytes)) => codec::classify_binary(bytes),
-            Ok(Err(e)) => Incoming::Undecodable(Error::new(
-                ErrorKind::Decode,
-                format!("the custom decoder failed: {}", e.message()),
-            )),
-            Err(_) => Incoming::Undecodable(Error::new(ErrorKind::Decode, "the custom decoder panicked")),
-        },
+        self.link.shared.stats.snapshot()
     }
 }

@@ -29,6 +29,10 @@ pub struct Stats {
     pub inputs_replaced: u64,
     /// The last processing time the server reported in an `x-fal-message` timings message.
     pub last_server_timing: Option<Duration>,
+    /// Keepalive pings sent.
+    pub pings_sent: u64,
+    /// Pongs received (answers to keepalive pings).
+    pub pongs_received: u64,
 }
 
 /// Shared, lock-free counters.
@@ -43,6 +47,8 @@ pub(crate) struct StatsCell {
     pub connects: AtomicU64,
     pub token_fetches: AtomicU64,
     pub inputs_replaced: AtomicU64,
+    pub pings_sent: AtomicU64,
+    pub pongs_received: AtomicU64,
     /// f64 seconds as bits; u64::MAX = none.
     last_timing: AtomicU64,
 }
@@ -89,6 +95,8 @@ impl StatsCell {
             token_fetches: self.token_fetches.load(Relaxed),
             inputs_replaced: self.inputs_replaced.load(Relaxed),
             last_server_timing: (t != u64::MAX).then(|| Duration::from_secs_f64(f64::from_bits(t))),
+            pings_sent: self.pings_sent.load(Relaxed),
+            pongs_received: self.pongs_received.load(Relaxed),
         }
     }
 }

@@ -198,7 +198,7 @@ pub(crate) async fn open_ws(
     url: &str,
     auth_header: Option<&str>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    config: &crate::ClientConfig,
+    config: &crate::config::ClientConfig,
 ) -> Result<WsStream> {
     use tungstenite::client::IntoClientRequest;
     let public_url = url.split('?').next().unwrap_or(url).to_string();
@@ -268,10 +268,18 @@ pub(crate) fn ws_error(context: &str, e: tungstenite::Error) -> Error {
         E::Io(io) => io_error(context, &io),
         E::Tls(t) => Error::new(ErrorKind::Tls, format!("{context}: TLS error: {t}")),
         E::Url(u) => Error::invalid(format!("{context}: {}", scrub(&u.to_string()))),
-        E::Capacity(c) => Error::new(ErrorKind::Decode, format!("{context}: frame too large: {c}")),
+        E::Capacity(c) => Error::new(
+            ErrorKind::Closed,
+            format!("{context}: a frame exceeded the size limit: {c}"),
+        )
+        .with_close_code(1009),
         E::ConnectionClosed | E::AlreadyClosed => {
             Error::new(ErrorKind::Closed, format!("{context}: the connection is closed"))
         }
+        E::Protocol(tungstenite::error::ProtocolError::SendAfterClosing) => Error::new(
+            ErrorKind::Closed,
+            format!("{context}: the connection is closing (a close frame was already sent)"),
+        ),
         other => Error::new(
             ErrorKind::Connect,
             format!("{context}: {}", scrub(&other.to_string())),

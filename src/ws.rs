@@ -1,18 +1,17 @@
 //! Raw WebSocket (`ws_connect`): the same URL and auth rules as realtime
-//! connections, any path, text and binary frames, no codec.
+//! connections, any path, text and binary frames, no codec. Keepalive and the
+//! end-of-socket rules are those of pull sessions (see `link`).
 
 use crate::auth::TokenProvider;
 use crate::codec::Frame;
 use crate::error::Result;
-use crate::session::{map_read, send_close, to_ws, Read};
+use crate::keepalive::KeepAliveConfig;
+use crate::link::{self, PullRx, PullTx};
 use crate::stats::{Stats, StatsCell};
-use crate::transport::{ws_error, WsStream};
+use crate::transport::WsStream;
 use bytes::Bytes;
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Options of [`Client::ws_connect`](crate::Client::ws_connect).
 #[derive(Clone)]
@@ -25,7 +24,7 @@ pub struct WsOptions {
     pub max_buffering: Option<i64>,
     /// Host-supplied token provider, called with `{id}{path}`.
     pub token_provider: Option<Arc<dyn TokenProvider>>,
-    /// Token life to request (default 120 s).
+    /// Token life to request (default 120 s; at least 1 s).
     pub token_expiration: Option<Duration>,
 }
 
@@ -42,46 +41,30 @@ impl Default for WsOptions {
 }
 
 /// A raw WebSocket connection. [`split`](Self::split) it to send and receive
-/// from different tasks.
+/// from different tasks. Once it has ended (a close frame, a lost connection,
+/// an oversized frame, a dead peer, or your own `close`), every later send
+/// fails at once with an [`ErrorKind::Closed`](crate::ErrorKind::Closed) error that says why.
 pub struct WsConnection {
     tx: WsSender,
     rx: WsReceiver,
-    #[cfg(unix)]
-    fd: Option<std::os::fd::RawFd>,
 }
 
 /// The sending half of a [`WsConnection`].
 pub struct WsSender {
-    sink: SplitSink<WsStream, WsMessage>,
-    stats: Arc<StatsCell>,
+    link: PullTx,
 }
 
 /// The receiving half of a [`WsConnection`].
 pub struct WsReceiver {
-    stream: SplitStream<WsStream>,
-    stats: Arc<StatsCell>,
-    done: bool,
+    link: PullRx,
 }
 
 impl WsConnection {
-    pub(crate) fn new(ws: WsStream) -> Self {
-        let stats = Arc::new(StatsCell::new());
-        StatsCell::inc(&stats.connects);
-        #[cfg(unix)]
-        let fd = crate::transport::raw_fd(&ws);
-        let (sink, stream) = ws.split();
+    pub(crate) fn new(ws: WsStream, keepalive: KeepAliveConfig) -> Self {
+        let (tx, rx) = link::pull(ws, keepalive, "WebSocket");
         WsConnection {
-            #[cfg(unix)]
-            fd,
-            tx: WsSender {
-                sink,
-                stats: stats.clone(),
-            },
-            rx: WsReceiver {
-                stream,
-                stats,
-                done: false,
-            },
+            tx: WsSender { link: tx },
+            rx: WsReceiver { link: rx },
         }
     }
 
@@ -100,7 +83,8 @@ impl WsConnection {
         self.tx.send(frame).await
     }
 
-    /// The next data frame; `None` after a normal close; `Some(Err)` for an abnormal one.
+    /// The next data frame; `None` after a normal close (and for ever after
+    /// any end); `Some(Err)` for an abnormal one.
     pub async fn recv(&mut self) -> Option<Result<Frame>> {
         self.rx.recv().await
     }
@@ -112,11 +96,11 @@ impl WsConnection {
 
     /// Counters of this connection.
     pub fn stats(&self) -> Stats {
-        self.tx.stats.snapshot()
+        self.tx.stats()
     }
 
     pub(crate) fn count_token_fetch(&self) {
-        StatsCell::inc(&self.tx.stats.token_fetches);
+        StatsCell::inc(&self.tx.link.shared.stats.token_fetches);
     }
 
     /// Split into independently owned halves.
@@ -128,51 +112,39 @@ impl WsConnection {
     /// (e.g. Python's asyncio). Do not read, write or close it.
     #[cfg(unix)]
     pub fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.fd
+        self.tx.link.shared.raw_fd()
     }
 }
 
 impl WsSender {
     /// Send a frame.
     pub async fn send(&mut self, frame: Frame) -> Result<()> {
-        let n = frame.len();
-        self.sink
-            .send(to_ws(frame))
-            .await
-            .map_err(|e| ws_error("could not send", e))?;
-        self.stats.sent(n);
-        Ok(())
+        self.link.send(frame).await
     }
 
     /// Close with code 1000.
     pub async fn close(&mut self) -> Result<()> {
-        send_close(&mut self.sink).await
+        self.link.close().await
     }
 
     /// Counters of the connection.
     pub fn stats(&self) -> Stats {
-        self.stats.snapshot()
+        self.link.shared.stats.snapshot()
     }
 }
 
 impl WsReceiver {
     /// The next data frame. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Frame>> {
-        while !self.done {
-            match map_read(self.stream.next().await, &self.stats) {
-                Read::Frame(f) => return Some(Ok(f)),
-                Read::Skip => {}
-                Read::End { error, .. } => {
-                    self.done = true;
-                    return error.map(Err);
-                }
-            }
+        let item = self.link.read().await;
+        if let Some(Err(_)) = &item {
+            StatsCell::inc(&self.link.shared.stats.errors);
         }
-        None
+        item
     }
 
     /// Counters of the connection.
     pub fn stats(&self) -> Stats {
-        self.stats.snapshot()
+        self.link.shared.stats.snapshot()
     }
 }

@@ -4,8 +4,9 @@
 use super::gate::{FreeFn, Gate};
 use super::*;
 use crate::auth::{Credentials, TokenFuture, TokenProvider};
-use crate::client::{Client, ClientConfig, RealtimeOptions};
+use crate::client::Client;
 use crate::codec::Frame;
+use crate::config::{ClientConfig, RealtimeOptions};
 use bytes::Bytes;
 use std::sync::Arc;
 

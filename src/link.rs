@@ -1,0 +1,487 @@
+//! The socket rules every connection style shares: mapping what the socket
+//! reads, keepalive, and how a socket ends (the close handshake, the reason
+//! later sends fail with). The callback task (`connection`), the pull
+//! sessions (`session`) and raw sockets (`ws`) all read and close through here,
+//! so every door gets the same behaviour.
+
+use crate::codec::{self, Frame, Incoming};
+use crate::config::Decoder;
+use crate::error::{Error, ErrorKind, Result};
+use crate::keepalive::{Action, KeepAlive, KeepAliveConfig};
+use crate::stats::StatsCell;
+use crate::transport::{ws_error, WsStream};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How long a close waits for the peer's close reply before the socket is dropped.
+pub(crate) const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// Convert an outgoing frame.
+pub(crate) fn to_ws(frame: Frame) -> WsMessage {
+    match frame {
+        Frame::Binary(b) => WsMessage::Binary(b),
+        Frame::Text(t) => WsMessage::Text(t.into()),
+    }
+}
+
+/// Which style a message speaks for: only the callback style reconnects by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// The callback style: the next send reconnects.
+    Callback,
+    /// Pull sessions and raw sockets: the caller opens a new one.
+    Pull,
+}
+
+impl Style {
+    /// What happens next, appended to messages about a lost connection.
+    pub(crate) fn next_step(self) -> &'static str {
+        match self {
+            Style::Callback => "the next send reconnects",
+            Style::Pull => "connect again to continue",
+        }
+    }
+}
+
+/// What a close frame means to the caller: `None` for a normal close (1000/1001).
+pub(crate) fn close_error(frame: Option<&CloseFrame>) -> Option<Error> {
+    let f = frame?;
+    let code = u16::from(f.code);
+    if code == 1000 || code == 1001 {
+        return None;
+    }
+    let reason = f.reason.as_str();
+    let msg = if reason.is_empty() {
+        format!("the server closed the connection with code {code}")
+    } else {
+        format!("the server closed the connection with code {code}: {reason}")
+    };
+    Some(Error::new(ErrorKind::Closed, msg).with_close_code(code))
+}
+
+pub(crate) fn lost() -> Error {
+    Error::new(
+        ErrorKind::Closed,
+        "the connection was lost (no close frame from the server)",
+    )
+    .with_close_code(1006)
+}
+
+/// The error of a peer that stopped answering keepalive pings.
+pub(crate) fn keepalive_error(timeout: Option<Duration>, style: Style) -> Error {
+    let secs = timeout.map_or(0.0, |d| d.as_secs_f64());
+    Error::new(
+        ErrorKind::Timeout,
+        format!(
+            "the server did not answer a keepalive ping within {secs:.1} s; the connection was closed (code 1011), {}",
+            style.next_step()
+        ),
+    )
+    .with_close_code(1011)
+}
+
+/// An `Unauthorized` frame, phrased for `style`.
+pub(crate) fn unauthorized(e: Error, style: Style) -> Error {
+    let next = match style {
+        Style::Callback => "the token was dropped and the next send fetches a new one",
+        Style::Pull => "the session was closed; connect again for a new token",
+    };
+    e.map_message(|m| format!("{m}; {next}"))
+}
+
+/// How the socket must be closed once the stream ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseAction {
+    /// The peer sent a close frame: flush tungstenite's reply.
+    Reply,
+    /// We end it: send a close frame with this code and wait for the reply.
+    Send(u16),
+    /// The socket is gone: nothing to send.
+    Drop,
+}
+
+/// One item read from the socket, mapped.
+pub(crate) enum Read {
+    /// A data frame (already counted in `stats`).
+    Frame(Frame),
+    /// The stream ended: `error` is `None` for a normal close. `close` says
+    /// how to finish the socket; `code` is the close code seen, if any.
+    End {
+        error: Option<Error>,
+        close: CloseAction,
+        code: Option<u16>,
+    },
+    /// A ping, pong or raw frame: nothing for the caller (pongs are counted).
+    Skip,
+}
+
+/// Map one item of the WebSocket stream and count data frames and pongs.
+pub(crate) fn map_read(
+    item: Option<std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>>,
+    stats: &StatsCell,
+) -> Read {
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+    use tokio_tungstenite::tungstenite::Error as E;
+    let end = |error, close, code| Read::End { error, close, code };
+    let frame = match item {
+        Some(Ok(WsMessage::Binary(b))) => Frame::Binary(b),
+        Some(Ok(WsMessage::Text(t))) => Frame::Text(t.as_str().to_string()),
+        Some(Ok(WsMessage::Pong(_))) => {
+            StatsCell::inc(&stats.pongs_received);
+            return Read::Skip;
+        }
+        Some(Ok(WsMessage::Close(cf))) => {
+            let code = cf.as_ref().map(|f| u16::from(f.code));
+            return end(close_error(cf.as_ref()), CloseAction::Reply, code);
+        }
+        Some(Ok(_)) => return Read::Skip,
+        None
+        | Some(Err(E::Io(_)))
+        | Some(Err(E::Protocol(P::ResetWithoutClosingHandshake)))
+        | Some(Err(E::Tls(_))) => return end(Some(lost()), CloseAction::Drop, Some(1006)),
+        Some(Err(E::ConnectionClosed)) | Some(Err(E::AlreadyClosed)) => {
+            return end(None, CloseAction::Drop, None)
+        }
+        Some(Err(E::Capacity(c))) => {
+            let e = Error::new(
+                ErrorKind::Closed,
+                format!(
+                    "a message from the server exceeded the size limit ({c}); the connection was closed (code 1009)"
+                ),
+            )
+            .with_close_code(1009);
+            return end(Some(e), CloseAction::Send(1009), Some(1009));
+        }
+        Some(Err(E::Protocol(p))) => {
+            let e = Error::new(
+                ErrorKind::Closed,
+                format!(
+                    "the server broke the WebSocket protocol ({p}); the connection was closed (code 1002)"
+                ),
+            )
+            .with_close_code(1002);
+            return end(Some(e), CloseAction::Send(1002), Some(1002));
+        }
+        Some(Err(e)) => {
+            return end(
+                Some(ws_error("the connection failed", e)),
+                CloseAction::Drop,
+                None,
+            )
+        }
+    };
+    stats.received(frame.len());
+    Read::Frame(frame)
+}
+
+/// Send a close frame with `code`; an already closed or closing socket is not an error.
+pub(crate) async fn send_close<S>(sink: &mut S, code: u16) -> Result<()>
+where
+    S: futures_util::Sink<WsMessage, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    use tokio_tungstenite::tungstenite::error::ProtocolError as P;
+    use tokio_tungstenite::tungstenite::Error as E;
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: "".into(),
+    };
+    match sink.send(WsMessage::Close(Some(frame))).await {
+        Ok(()) | Err(E::ConnectionClosed) | Err(E::AlreadyClosed) | Err(E::Protocol(P::SendAfterClosing)) => {
+            Ok(())
+        }
+        Err(e) => Err(ws_error("could not close", e)),
+    }
+}
+
+/// Read until the peer's close reply (or the end of the stream).
+async fn drain<S>(stream: &mut S)
+where
+    S: futures_util::Stream<Item = std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    while let Some(Ok(m)) = stream.next().await {
+        if m.is_close() {
+            break;
+        }
+    }
+}
+
+/// Finish an unsplit socket (the callback task's), bounded by [`CLOSE_WAIT`].
+pub(crate) async fn close_ws(ws: &mut WsStream, close: CloseAction) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        match close {
+            CloseAction::Send(code) => {
+                if send_close(ws, code).await.is_ok() {
+                    drain(ws).await;
+                }
+            }
+            CloseAction::Reply => {
+                let _ = ws.flush().await;
+            }
+            CloseAction::Drop => {}
+        }
+    })
+    .await;
+}
+
+/// Apply the custom decoder (if any), then classify.
+pub(crate) fn decode_frame(decoder: &Option<Decoder>, frame: Frame) -> Incoming {
+    match decoder {
+        None => codec::classify(frame),
+        Some(d) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d(frame))) {
+            Ok(Ok(bytes)) => codec::classify_binary(bytes),
+            Ok(Err(e)) => Incoming::Undecodable(Error::new(
+                ErrorKind::Decode,
+                format!("the custom decoder failed: {}", e.message()),
+            )),
+            Err(_) => Incoming::Undecodable(Error::new(ErrorKind::Decode, "the custom decoder panicked")),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Pull sockets (sessions and raw WebSockets): two halves over one socket.
+
+/// Why a pull socket ended: what later sends are told.
+#[derive(Debug, Clone)]
+struct Ended {
+    why: String,
+    close_code: Option<u16>,
+}
+
+/// What the two halves of a pull socket share.
+pub(crate) struct PullShared {
+    sink: tokio::sync::Mutex<SplitSink<WsStream, WsMessage>>,
+    ended_flag: AtomicBool,
+    ended: std::sync::Mutex<Option<Ended>>,
+    pub(crate) stats: StatsCell,
+    /// "session" or "WebSocket", for messages.
+    noun: &'static str,
+    #[cfg(unix)]
+    fd: Option<std::os::fd::RawFd>,
+}
+
+impl PullShared {
+    /// Record why the socket ended; the first reason stays.
+    fn set_ended(&self, why: String, close_code: Option<u16>) {
+        let mut e = self.ended.lock().unwrap_or_else(|p| p.into_inner());
+        if e.is_none() {
+            *e = Some(Ended { why, close_code });
+        }
+        self.ended_flag.store(true, Ordering::Release);
+    }
+
+    /// The error a send gets once the socket ended.
+    fn ended_error(&self) -> Error {
+        let e = self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Ended { why, close_code } = e.unwrap_or(Ended {
+            why: "it was closed".into(),
+            close_code: None,
+        });
+        let err = Error::new(
+            ErrorKind::Closed,
+            format!(
+                "the {} has ended ({why}); nothing more can be sent, connect again",
+                self.noun
+            ),
+        );
+        match close_code {
+            Some(c) => err.with_close_code(c),
+            None => err,
+        }
+    }
+
+    /// Make the TCP connection leave ESTABLISHED even if the peer never
+    /// answers; the descriptor itself is released when both halves are dropped.
+    fn shutdown_socket(&self) {
+        #[cfg(unix)]
+        if let Some(fd) = self.fd {
+            // SAFETY: the receiving half owns a share of the socket, so `fd` is open.
+            unsafe {
+                libc::shutdown(fd, libc::SHUT_RDWR);
+            }
+        }
+    }
+
+    /// The OS socket, for host event loops.
+    #[cfg(unix)]
+    pub(crate) fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.fd
+    }
+}
+
+/// The sending half of a pull socket.
+pub(crate) struct PullTx {
+    pub(crate) shared: Arc<PullShared>,
+}
+
+/// The receiving half of a pull socket: reads, keepalive and the end.
+pub(crate) struct PullRx {
+    stream: SplitStream<WsStream>,
+    pub(crate) shared: Arc<PullShared>,
+    ka: KeepAlive,
+    timer: Pin<Box<Sleep>>,
+    done: bool,
+}
+
+/// Split `ws` into the two halves of a pull socket.
+pub(crate) fn pull(ws: WsStream, keepalive: KeepAliveConfig, noun: &'static str) -> (PullTx, PullRx) {
+    #[cfg(unix)]
+    let fd = crate::transport::raw_fd(&ws);
+    let (sink, stream) = ws.split();
+    let shared = Arc::new(PullShared {
+        sink: tokio::sync::Mutex::new(sink),
+        ended_flag: AtomicBool::new(false),
+        ended: std::sync::Mutex::new(None),
+        stats: StatsCell::new(),
+        noun,
+        #[cfg(unix)]
+        fd,
+    });
+    StatsCell::inc(&shared.stats.connects);
+    let now = Instant::now();
+    let ka = KeepAlive::new(keepalive, now);
+    let timer = Box::pin(tokio::time::sleep_until(ka.deadline().unwrap_or(now)));
+    (
+        PullTx {
+            shared: shared.clone(),
+        },
+        PullRx {
+            stream,
+            shared,
+            ka,
+            timer,
+            done: false,
+        },
+    )
+}
+
+impl PullTx {
+    /// Send a frame; fails at once with a `Closed` error once the socket ended.
+    pub(crate) async fn send(&mut self, frame: Frame) -> Result<()> {
+        let s = &self.shared;
+        if s.ended_flag.load(Ordering::Acquire) {
+            return Err(s.ended_error());
+        }
+        let n = frame.len();
+        let res = s.sink.lock().await.send(to_ws(frame)).await;
+        match res {
+            Ok(()) => {
+                s.stats.sent(n);
+                Ok(())
+            }
+            Err(e) => {
+                // A failed write leaves the socket unusable: later sends say why.
+                let e = ws_error("could not send", e);
+                s.set_ended(e.message().to_string(), e.close_code());
+                Err(e)
+            }
+        }
+    }
+
+    /// Send a close frame (1000). Later sends fail with a `Closed` error;
+    /// results already on the way can still be received. Idempotent.
+    pub(crate) async fn close(&mut self) -> Result<()> {
+        self.shared.set_ended("you closed it".into(), None);
+        send_close(&mut *self.shared.sink.lock().await, 1000).await
+    }
+}
+
+impl PullRx {
+    /// The next data frame; `None` once the socket ended cleanly (and for
+    /// ever after), `Some(Err)` once for an abnormal end. Runs keepalive while
+    /// it waits. Cancel-safe.
+    pub(crate) async fn read(&mut self) -> Option<Result<Frame>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let item = tokio::select! {
+                biased;
+                item = self.stream.next() => item,
+                _ = self.timer.as_mut(), if self.ka.enabled() => {
+                    if let Some(e) = self.on_keepalive().await {
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+            };
+            if matches!(item, Some(Ok(_))) {
+                self.ka.heard();
+            }
+            match map_read(item, &self.shared.stats) {
+                Read::Frame(f) => return Some(Ok(f)),
+                Read::Skip => {}
+                Read::End { error, close, code } => {
+                    let why = match (&error, code) {
+                        (Some(e), _) => e.message().to_string(),
+                        (None, Some(c)) => format!("the server closed it with code {c}"),
+                        (None, None) => "the server closed it".to_string(),
+                    };
+                    self.end(why, code, close).await;
+                    return error.map(Err);
+                }
+            }
+        }
+    }
+
+    async fn on_keepalive(&mut self) -> Option<Error> {
+        match self.ka.on_deadline(Instant::now()) {
+            Action::Wait => {}
+            Action::Ping => {
+                let limit = self.ka.timeout().unwrap_or(Duration::from_secs(60));
+                let shared = &self.shared;
+                let sent = tokio::time::timeout(limit, async {
+                    shared.sink.lock().await.send(WsMessage::Ping(Bytes::new())).await
+                })
+                .await;
+                if let Ok(Ok(())) = sent {
+                    StatsCell::inc(&shared.stats.pings_sent);
+                }
+            }
+            Action::Dead => {
+                let e = keepalive_error(self.ka.timeout(), Style::Pull);
+                self.end(e.message().to_string(), Some(1011), CloseAction::Send(1011))
+                    .await;
+                return Some(e);
+            }
+        }
+        if let Some(d) = self.ka.deadline() {
+            self.timer.as_mut().reset(d);
+        }
+        None
+    }
+
+    /// End the socket: record why, finish the close handshake (bounded) and
+    /// shut the TCP connection down. Later reads return `None`, sends fail.
+    pub(crate) async fn end(&mut self, why: String, code: Option<u16>, close: CloseAction) {
+        self.done = true;
+        self.shared.set_ended(why, code);
+        let (stream, sink) = (&mut self.stream, &self.shared.sink);
+        let _ = tokio::time::timeout(CLOSE_WAIT, async {
+            match close {
+                CloseAction::Send(code) => {
+                    let sent = send_close(&mut *sink.lock().await, code).await;
+                    if sent.is_ok() {
+                        drain(stream).await;
+                    }
+                }
+                CloseAction::Reply => {
+                    let _ = sink.lock().await.flush().await;
+                }
+                CloseAction::Drop => {}
+            }
+        })
+        .await;
+        self.shared.shutdown_socket();
+    }
+}
