@@ -55,7 +55,9 @@
 //! * any other name: like `echo`, with the settings from [`EmulatorConfig::apps`].
 //!
 //! Faults of the token endpoint are set at run time with [`Emulator::set_token_fault`]
-//! (see [`TokenFault`]) and [`Emulator::fail_next_token_requests`].
+//! (see [`TokenFault`]) and [`Emulator::fail_next_token_requests`]. Network faults between a
+//! client and any TCP server (latency, bandwidth, stalls, cuts) come from
+//! [`proxy::FaultProxy`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -76,6 +78,7 @@ use std::time::{Duration, Instant};
 pub mod certs;
 mod conn;
 mod msgpack;
+pub mod proxy;
 mod server;
 mod session;
 
