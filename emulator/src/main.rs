@@ -35,7 +35,9 @@ serve [OPTIONS]
     --session-timeout SECS   Close sessions idle for SECS seconds (TIMEOUT x-fal-error)
     --buffering N            Unary input queue length (default 4)
 
-    Apps (any owner): echo, slow (200 ms per input), stream, fail, control;
+    Apps (any owner): echo, slow (200 ms per input), stream, fail, control (test hooks
+    selected by the input's `do`: garbage, close, drop, error_bin, unauthorized, timings,
+    text, silent, pause, reset, cut, oversized), stall (the handshake is never answered);
     any other app name behaves like echo. Path: /{owner}/{app}/realtime.
 
 gen-certs --out DIR
