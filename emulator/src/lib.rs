@@ -31,11 +31,33 @@
 //!   - `"unauthorized"`: the text frame `{"status":"error","error":"Unauthorized"}`, stays open;
 //!   - `"timings"`: a timings text frame, then the echo;
 //!   - `"text"`: the input as a JSON text frame;
+//!   - `"silent"`: from now on the WebSocket is neither read nor written (pings get no pong,
+//!     nothing is sent) but the TCP connection stays open, as with a stopped server process or
+//!     a network black hole: what the client sends is read and discarded unprocessed until it
+//!     closes the connection, for at most 120 s, then the connection is dropped;
+//!   - `"pause"`: the socket is not read for the input's `"ms"` milliseconds (default 2000,
+//!     at most 120 000), so pongs to the client's pings come late; then the echo of this input,
+//!     and the session goes on;
+//!   - `"reset"`: the TCP connection is aborted with an RST (`SO_LINGER` 0), no close frame;
+//!   - `"cut"`: the first 104 bytes of a binary frame (a header announcing 1000 payload bytes,
+//!     then 100 of them) written directly on the stream, then a FIN; the connection is dropped
+//!     when the client closes it (at most 2 s later);
+//!   - `"oversized"`: one binary frame of exactly the input's `"size"` bytes (default
+//!     17 MiB = 17 * 1024 * 1024, at most 1 GiB; one msgpack value, a `bin` of zeros), then
+//!     the session goes on (the input itself is not echoed);
 //!   - anything else: the echo.
 //!
 //!   Text frames are echoed by every app but `fail`, and an input that is not msgpack gets
 //!   an `INTERNAL_ERROR` `"could not decode input"` text frame and a 1000 close.
+//! * `stall`: the WebSocket upgrade request is never answered: the connection is held open
+//!   for at most 120 s (less on [`Emulator::kill_connections`] or shutdown), then dropped
+//!   without a response.
 //! * any other name: like `echo`, with the settings from [`EmulatorConfig::apps`].
+//!
+//! Faults of the token endpoint are set at run time with [`Emulator::set_token_fault`]
+//! (see [`TokenFault`]) and [`Emulator::fail_next_token_requests`]. Network faults between a
+//! client and any TCP server (latency, bandwidth, stalls, cuts) come from
+//! [`proxy::FaultProxy`].
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -54,7 +76,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod certs;
+mod conn;
 mod msgpack;
+pub mod proxy;
 mod server;
 mod session;
 
@@ -142,6 +166,25 @@ impl Default for AppSettings {
     }
 }
 
+/// A fault of the token endpoint, set with [`Emulator::set_token_fault`]; it applies to every
+/// token request (before authentication and before [`Emulator::fail_next_token_requests`])
+/// until it is set back to [`TokenFault::None`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TokenFault {
+    /// No fault: tokens are issued normally.
+    #[default]
+    None,
+    /// Answer 201 with this raw body (`Content-Type: application/json`), e.g. `{"weird":1}`.
+    Body(String),
+    /// Answer this status (500 when it is not a valid status code) with this raw body.
+    Status(u16, String),
+    /// Accept the request and never answer: the connection is held for at most 120 s, then
+    /// dropped (sooner on [`Emulator::kill_connections`] or shutdown).
+    Hang,
+    /// Close the TCP connection without an answer, with an RST (`SO_LINGER` 0).
+    Reset,
+}
+
 /// A snapshot of the emulator's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EmulatorStats {
@@ -206,6 +249,8 @@ pub(crate) struct Shared {
     pub tokens: Mutex<HashMap<String, TokenEntry>>,
     pub fail_remaining: AtomicU32,
     pub fail_status: AtomicU16,
+    /// Set by [`Emulator::set_token_fault`].
+    pub token_fault: Mutex<TokenFault>,
     /// Bumped by [`Emulator::kill_connections`]; every WebSocket task watches it.
     pub kill: tokio::sync::watch::Sender<u64>,
     /// Set once, when the emulator is shut down.
@@ -264,6 +309,7 @@ impl Emulator {
             tokens: Mutex::new(HashMap::new()),
             fail_remaining: AtomicU32::new(0),
             fail_status: AtomicU16::new(503),
+            token_fault: Mutex::new(TokenFault::None),
             kill,
             shutdown,
         });
@@ -332,6 +378,12 @@ impl Emulator {
     pub fn fail_next_token_requests(&self, n: u32, status: u16) {
         self.shared.fail_status.store(status, Ordering::SeqCst);
         self.shared.fail_remaining.store(n, Ordering::SeqCst);
+    }
+
+    /// Sets the fault of the token endpoint; [`TokenFault::None`] ends it. Requests already
+    /// being answered are not affected.
+    pub fn set_token_fault(&self, fault: TokenFault) {
+        *self.shared.token_fault.lock().unwrap_or_else(|e| e.into_inner()) = fault;
     }
 
     /// Invalidates every token issued so far (open connections stay open).

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use fal_realtime_emulator::proxy::FaultProxy;
 use fal_realtime_emulator::{certs, Emulator, EmulatorConfig, TlsConfig};
 
 const USAGE: &str = "\
@@ -21,6 +22,7 @@ COMMANDS:
     gen-certs   Write a test CA and a server certificate for localhost / 127.0.0.1
     demo        Connect to a realtime app and report round-trip statistics
     send        Send one JSON input to a realtime app and print the results
+    proxy       Run a TCP fault proxy (latency, bandwidth, stalls, cuts) driven from stdin
     help        Print this help
 
 serve [OPTIONS]
@@ -33,7 +35,9 @@ serve [OPTIONS]
     --session-timeout SECS   Close sessions idle for SECS seconds (TIMEOUT x-fal-error)
     --buffering N            Unary input queue length (default 4)
 
-    Apps (any owner): echo, slow (200 ms per input), stream, fail, control;
+    Apps (any owner): echo, slow (200 ms per input), stream, fail, control (test hooks
+    selected by the input's `do`: garbage, close, drop, error_bin, unauthorized, timings,
+    text, silent, pause, reset, cut, oversized), stall (the handshake is never answered);
     any other app name behaves like echo. Path: /{owner}/{app}/realtime.
 
 gen-certs --out DIR
@@ -50,6 +54,24 @@ send APP JSON [OPTIONS]
     --max-buffering N        max_buffering query parameter (1..=60)
     --emulator HOST:PORT     Talk to a running emulator (key test-key, or FAL_KEY)
     Without --emulator: fal.ai with FAL_KEY (FAL_RUN_HOST / FAL_REST_URL override hosts).
+
+proxy --upstream HOST:PORT [OPTIONS]
+    --upstream HOST:PORT     Server every connection is forwarded to (required)
+    --port N                 Port to listen on, on 127.0.0.1 (default 0: a free port)
+    --latency-ms N           Delay of every chunk, in each direction (default 0)
+    --jitter-ms N            Uniform jitter (+/-) around the latency (default 0)
+    --bandwidth BYTES_PER_SEC
+                             Rate limit per direction and connection (default: none)
+    Prints `proxy listening on 127.0.0.1:PORT`, then reads one command per line on stdin
+    and answers each with a line `ok` (or `error: MESSAGE`):
+        stall                hold every byte back, keep the connections open
+        resume               end the stall
+        cut                  cut the open connections now
+        cut-after N          cut the open connections after N more bytes server->client
+        latency MS [JITTER_MS]
+        bandwidth N|off
+        connections          answers `ok ACCEPTED OPEN` (connection counts)
+        quit                 stop (so does the end of stdin)
 ";
 
 fn main() -> ExitCode {
@@ -74,6 +96,7 @@ fn main() -> ExitCode {
         "gen-certs" => parse_gen_certs(rest).and_then(gen_certs),
         "demo" => parse_demo(rest).and_then(demo),
         "send" => parse_send(rest).and_then(send),
+        "proxy" => parse_proxy(rest).and_then(proxy),
         other => Err(format!("unknown command {other:?}")),
     };
     match result {
@@ -385,4 +408,157 @@ fn parse_send(args: &[String]) -> Result<SendArgs, String> {
 
 fn send(args: SendArgs) -> Result<ExitCode, String> {
     client_cmds::send(args.app, args.json, args.path, args.max_buffering, args.emulator)
+}
+
+// ---------------------------------------------------------------------------------------
+// proxy
+
+/// Arguments of `fal-realtime proxy`.
+struct ProxyArgs {
+    upstream: SocketAddr,
+    port: u16,
+    latency: Duration,
+    jitter: Duration,
+    bandwidth: Option<u64>,
+}
+
+fn parse_proxy(args: &[String]) -> Result<ProxyArgs, String> {
+    let mut upstream = None;
+    let mut out = ProxyArgs {
+        upstream: SocketAddr::from(([127, 0, 0, 1], 0)),
+        port: 0,
+        latency: Duration::ZERO,
+        jitter: Duration::ZERO,
+        bandwidth: None,
+    };
+    let mut it = ArgIter::new(args);
+    while let Some((flag, inline)) = it.next_arg() {
+        match flag {
+            Some("upstream") => {
+                let v = it.value("upstream", inline)?;
+                upstream = Some(resolve(v).map_err(|e| format!("--upstream {v}: {e}"))?);
+            }
+            Some("port") => out.port = it.parsed("port", inline)?,
+            Some("latency-ms") => out.latency = Duration::from_millis(it.parsed("latency-ms", inline)?),
+            Some("jitter-ms") => out.jitter = Duration::from_millis(it.parsed("jitter-ms", inline)?),
+            Some("bandwidth") => out.bandwidth = Some(it.parsed("bandwidth", inline)?),
+            Some("help") => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            Some(f) => return Err(format!("proxy: unknown option --{f}")),
+            None => return Err(format!("proxy: unexpected argument {:?}", inline.unwrap_or(""))),
+        }
+    }
+    out.upstream = upstream.ok_or("proxy: --upstream HOST:PORT is required")?;
+    Ok(out)
+}
+
+/// The first address of `HOST:PORT`.
+fn resolve(host_port: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    host_port
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "no address".to_string())
+}
+
+fn proxy(args: ProxyArgs) -> Result<ExitCode, String> {
+    use std::io::{BufRead, Write};
+    let listen = SocketAddr::from(([127, 0, 0, 1], args.port));
+    let proxy = FaultProxy::start_on_detached(listen, args.upstream)
+        .map_err(|e| format!("cannot start the proxy on {listen}: {e}"))?;
+    proxy.set_latency(args.latency, args.jitter);
+    proxy.set_bandwidth(args.bandwidth);
+    let mut stdout = std::io::stdout();
+    let _ = writeln!(stdout, "proxy listening on {}", proxy.addr());
+    let _ = stdout.flush();
+    // One command per line, until `quit` or the end of stdin.
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let reply = match proxy_command(&proxy, line) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => {
+                let _ = writeln!(stdout, "ok");
+                let _ = stdout.flush();
+                break;
+            }
+            Err(msg) => format!("error: {msg}"),
+        };
+        if writeln!(stdout, "{reply}").and_then(|()| stdout.flush()).is_err() {
+            break;
+        }
+    }
+    proxy.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs one stdin command of `fal-realtime proxy`: the reply, or `None` for `quit`.
+fn proxy_command(proxy: &FaultProxy, line: &str) -> Result<Option<String>, String> {
+    let mut words = line.split_whitespace();
+    let command = words.next().unwrap_or("");
+    let args: Vec<&str> = words.collect();
+    let number = |i: usize, what: &str| -> Result<u64, String> {
+        let v = args
+            .get(i)
+            .ok_or_else(|| format!("{command}: {what} is required"))?;
+        v.parse().map_err(|_| format!("{command}: invalid {what} {v:?}"))
+    };
+    let arity = |max: usize| -> Result<(), String> {
+        if args.len() > max {
+            return Err(format!("{command}: too many arguments"));
+        }
+        Ok(())
+    };
+    match command {
+        "stall" => {
+            arity(0)?;
+            proxy.set_stall(true);
+        }
+        "resume" => {
+            arity(0)?;
+            proxy.set_stall(false);
+        }
+        "cut" => {
+            arity(0)?;
+            proxy.cut_now();
+        }
+        "cut-after" => {
+            arity(1)?;
+            proxy.cut_after(number(0, "N")?);
+        }
+        "latency" => {
+            arity(2)?;
+            let base = number(0, "MS")?;
+            let jitter = if args.len() > 1 {
+                number(1, "JITTER_MS")?
+            } else {
+                0
+            };
+            proxy.set_latency(Duration::from_millis(base), Duration::from_millis(jitter));
+        }
+        "bandwidth" => {
+            arity(1)?;
+            match args.first() {
+                Some(&"off") => proxy.set_bandwidth(None),
+                _ => proxy.set_bandwidth(Some(number(0, "N")?)),
+            }
+        }
+        "connections" => {
+            arity(0)?;
+            return Ok(Some(format!(
+                "ok {} {}",
+                proxy.connections(),
+                proxy.open_connections()
+            )));
+        }
+        "quit" | "exit" => return Ok(None),
+        other => return Err(format!("unknown command {other:?}")),
+    }
+    Ok(Some("ok".into()))
 }

@@ -1,6 +1,5 @@
 //! Accept loop, TLS, HTTP routing, the token endpoint and the WebSocket handshake.
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +17,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::conn::{ConnFaults, FaultTcp};
 use crate::session::{self, AppKind, SessionCtx};
-use crate::{Counters, Shared, TlsConfig, TokenEntry};
+use crate::{Counters, Shared, TlsConfig, TokenEntry, TokenFault};
 
 type Body = Full<Bytes>;
 
@@ -27,6 +27,21 @@ const MAX_BODY: usize = 1 << 20;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Purge expired tokens when the store grows past this.
 const TOKEN_STORE_PURGE: usize = 1024;
+/// How long a request that is never answered (the `stall` app, [`TokenFault::Hang`]) holds
+/// its connection before dropping it.
+pub(crate) const HOLD_MAX: Duration = Duration::from_secs(120);
+
+/// The service's error: hyper drops the connection without writing a response.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped without an answer (injected fault)")
+    }
+}
+
+impl std::error::Error for DropConnection {}
 
 fn invalid(e: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
@@ -74,6 +89,7 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAccep
             }
         };
         let _ = tcp.set_nodelay(true);
+        let (tcp, faults) = FaultTcp::new(tcp);
         let shared = shared.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
@@ -83,10 +99,10 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAccep
             }
             let serve = async {
                 match acceptor {
-                    None => serve_http(tcp, shared.clone()).await,
+                    None => serve_http(tcp, shared.clone(), faults).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => serve_http(tls, shared.clone()).await,
+                            Ok(Ok(tls)) => serve_http(tls, shared.clone(), faults).await,
                             Ok(Err(e)) => log::debug!("TLS handshake failed: {e}"),
                             Err(_) => log::debug!("TLS handshake timed out"),
                         }
@@ -101,13 +117,14 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAccep
     }
 }
 
-async fn serve_http<I>(io: I, shared: Arc<Shared>)
+async fn serve_http<I>(io: I, shared: Arc<Shared>, faults: Arc<ConnFaults>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, shared).await) }
+        let faults = faults.clone();
+        async move { handle(req, shared, faults).await }
     });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -131,20 +148,43 @@ fn detail(status: StatusCode, detail: &str) -> Response<Body> {
     json_response(status, serde_json::json!({ "detail": detail }).to_string())
 }
 
-async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    faults: Arc<ConnFaults>,
+) -> Result<Response<Body>, DropConnection> {
     let path = req.uri().path();
     if path == "/tokens/" || path == "/tokens" {
         if req.method() != Method::POST {
-            return detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            return Ok(detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
         }
-        return tokens(req, &shared).await;
+        return tokens(req, &shared, &faults).await;
     }
     match realtime_app(path) {
+        Some("stall") => {
+            // The handshake is never answered.
+            hold(&shared).await;
+            Err(DropConnection)
+        }
         Some(app) => {
             let app = app.to_owned();
-            upgrade(req, app, shared)
+            Ok(upgrade(req, app, shared, faults))
         }
-        None => detail(StatusCode::NOT_FOUND, "Not Found"),
+        None => Ok(detail(StatusCode::NOT_FOUND, "Not Found")),
+    }
+}
+
+/// Waits [`HOLD_MAX`], or less when the emulator kills its connections or shuts down.
+async fn hold(shared: &Shared) {
+    let mut kill = shared.kill.subscribe();
+    let mut shutdown = shared.shutdown.subscribe();
+    if *shutdown.borrow_and_update() {
+        return;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(HOLD_MAX) => {}
+        _ = kill.changed() => {}
+        _ = shutdown.changed() => {}
     }
 }
 
@@ -156,8 +196,38 @@ fn auth_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// `POST /tokens/`.
-async fn tokens(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+async fn tokens(
+    req: Request<Incoming>,
+    shared: &Shared,
+    faults: &ConnFaults,
+) -> Result<Response<Body>, DropConnection> {
     Counters::inc(&shared.counters.token_requests);
+    let fault = shared
+        .token_fault
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    match fault {
+        TokenFault::None => {}
+        TokenFault::Body(body) => return Ok(json_response(StatusCode::CREATED, body)),
+        TokenFault::Status(status, body) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            return Ok(json_response(status, body));
+        }
+        TokenFault::Hang => {
+            hold(shared).await;
+            return Err(DropConnection);
+        }
+        TokenFault::Reset => {
+            faults.reset_on_drop();
+            return Err(DropConnection);
+        }
+    }
+    Ok(issue_token(req, shared).await)
+}
+
+/// `POST /tokens/` without token faults.
+async fn issue_token(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let injected = shared
         .fail_remaining
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -268,7 +338,12 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// The WebSocket handshake of a realtime path.
-fn upgrade(mut req: Request<Incoming>, app: String, shared: Arc<Shared>) -> Response<Body> {
+fn upgrade(
+    mut req: Request<Incoming>,
+    app: String,
+    shared: Arc<Shared>,
+    faults: Arc<ConnFaults>,
+) -> Response<Body> {
     let mut token = None;
     let mut max_buffering = None;
     for pair in req.uri().query().unwrap_or("").split('&') {
@@ -334,6 +409,7 @@ fn upgrade(mut req: Request<Incoming>, app: String, shared: Arc<Shared>) -> Resp
         settings,
         authorized,
         shared: shared.clone(),
+        faults,
     };
     // Subscribe before answering, so a kill right after the client sees the 101 applies.
     let mut kill = shared.kill.subscribe();

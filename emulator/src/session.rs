@@ -10,12 +10,14 @@ use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use rmpv::Value;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::conn::ConnFaults;
 use crate::{AppSettings, Counters, Shared};
 
 pub(crate) type Ws = WebSocketStream<TokioIo<Upgraded>>;
@@ -30,6 +32,17 @@ const UNAUTHORIZED_GRACE: Duration = Duration::from_secs(5);
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Upper bound of the `count` of a `stream` input.
 const MAX_STREAM_COUNT: u64 = 100_000;
+/// How long a `silent` connection is held at most.
+const SILENT_MAX: Duration = Duration::from_secs(120);
+/// Default and upper bound of the `ms` of a `pause` input.
+const PAUSE_DEFAULT_MS: u64 = 2000;
+const PAUSE_MAX_MS: u64 = 120_000;
+/// Default and upper bound of the `size` of an `oversized` input.
+const OVERSIZED_DEFAULT: u64 = 17 * 1024 * 1024;
+const OVERSIZED_MAX: u64 = 1 << 30;
+/// The payload length a `cut` frame announces, and how much of it is sent.
+const CUT_ANNOUNCED: u16 = 1000;
+const CUT_SENT: usize = 100;
 
 /// Which behaviour an app name selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +72,8 @@ pub(crate) struct SessionCtx {
     pub buffering: usize,
     pub authorized: bool,
     pub shared: Arc<Shared>,
+    /// Fault switches of the connection's TCP stream.
+    pub faults: Arc<ConnFaults>,
 }
 
 /// Whether the session goes on after handling an input.
@@ -258,6 +273,73 @@ fn map_get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
     map.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
 }
 
+/// A non-negative integer (or float, truncated) of the map.
+fn map_u64(map: &[(Value, Value)], key: &str) -> Option<u64> {
+    let v = map_get(map, key)?;
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .map(|f| f as u64)
+    })
+}
+
+/// One msgpack value (`nil`, or a `bin 8/16/32` of zeros) that encodes to exactly `total`
+/// bytes; empty when `total` is 0.
+fn msgpack_of_len(total: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(total);
+    match total {
+        0 => {}
+        1 => out.push(0xc0),
+        2..=257 => out.extend_from_slice(&[0xc4, (total - 2) as u8]),
+        258..=65_538 => {
+            out.push(0xc5);
+            out.extend_from_slice(&((total - 3) as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(0xc6);
+            out.extend_from_slice(&u32::try_from(total - 5).unwrap_or(u32::MAX).to_be_bytes());
+        }
+    }
+    out.resize(total, 0);
+    out
+}
+
+/// Reads and discards until the end of the stream or an error.
+async fn discard<R: AsyncRead + Unpin>(io: &mut R) {
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = io.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+/// `silent`: no more WebSocket processing (no pongs, nothing sent). What the client sends is
+/// read and discarded unprocessed, until it closes the connection or [`SILENT_MAX`].
+async fn silent(ws: &mut Ws) {
+    let _ = tokio::time::timeout(SILENT_MAX, discard(ws.get_mut())).await;
+}
+
+/// `cut`: the start of a binary frame announcing [`CUT_ANNOUNCED`] payload bytes, only
+/// [`CUT_SENT`] of them, then a FIN. The connection is dropped when the client closes it (so
+/// that unread input does not turn the close into an RST), or after [`CLOSE_GRACE`].
+async fn cut(ws: &mut Ws) {
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        ws.flush().await.map_err(std::io::Error::other)?;
+        let mut frame = vec![0x82, 126];
+        frame.extend_from_slice(&CUT_ANNOUNCED.to_be_bytes());
+        // The payload starts like the msgpack bin 16 that would fill it.
+        frame.extend_from_slice(&msgpack_of_len(usize::from(CUT_ANNOUNCED))[..CUT_SENT]);
+        let io = ws.get_mut();
+        io.write_all(&frame).await?;
+        io.flush().await?;
+        io.shutdown().await?;
+        discard(io).await;
+        Ok::<(), std::io::Error>(())
+    })
+    .await;
+}
+
 /// Handles one input after its delay.
 async fn handle_input(ws: &mut Ws, ctx: &SessionCtx, input: Message, started: Instant) -> Flow {
     match ctx.kind {
@@ -342,6 +424,33 @@ async fn control(ws: &mut Ws, ctx: &SessionCtx, raw: Bytes, value: Value, starte
             Flow::Stop
         }
         "drop" => Flow::Stop,
+        "silent" => {
+            silent(ws).await;
+            Flow::Stop
+        }
+        "pause" => {
+            let ms = map_u64(map, "ms").unwrap_or(PAUSE_DEFAULT_MS).min(PAUSE_MAX_MS);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            send_result(ws, ctx, echo, started).await
+        }
+        "reset" => {
+            ctx.faults.reset_on_drop();
+            Flow::Stop
+        }
+        "cut" => {
+            cut(ws).await;
+            Flow::Stop
+        }
+        "oversized" => {
+            let size = map_u64(map, "size")
+                .unwrap_or(OVERSIZED_DEFAULT)
+                .min(OVERSIZED_MAX);
+            let frame = msgpack_of_len(size as usize);
+            match ws.send(Message::Binary(Bytes::from(frame))).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Stop,
+            }
+        }
         "error_bin" => {
             let err = Value::Map(vec![
                 (Value::from("type"), Value::from("x-fal-error")),
@@ -368,5 +477,27 @@ async fn control(ws: &mut Ws, ctx: &SessionCtx, raw: Bytes, value: Value, starte
             Err(_) => internal_error(ws, "input cannot be represented as JSON").await,
         },
         _ => send_result(ws, ctx, echo, started).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msgpack_of_any_length() {
+        for total in [1, 2, 3, 257, 258, 259, 65_538, 65_539, 65_540, 1 << 20] {
+            let bytes = msgpack_of_len(total);
+            assert_eq!(bytes.len(), total);
+            let mut rd = &bytes[..];
+            let value = rmpv::decode::read_value(&mut rd).expect("valid msgpack");
+            assert!(rd.is_empty(), "{total}: one value");
+            match value {
+                Value::Nil => assert_eq!(total, 1),
+                Value::Binary(b) => assert!(b.iter().all(|&x| x == 0)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(msgpack_of_len(0).is_empty());
     }
 }
