@@ -33,10 +33,23 @@
  *   pointer arguments for the duration of the call.
  * - From inside a callback you may call send and close (they never block), and
  *   free (deferred: no new callback starts, the user_data finalizer runs when
- *   the running callback returns). Blocking calls (session calls, ws_connect,
- *   recv) return FAL_RT_WOULD_BLOCK_IN_CALLBACK there instead of deadlocking.
+ *   the running callback returns). A handle freed inside a callback stays
+ *   readable until that callback returns: every call on it then returns
+ *   FAL_RT_NOT_CONNECTED (never a use-after-free). Blocking calls (session
+ *   calls, ws_connect, recv) return FAL_RT_WOULD_BLOCK_IN_CALLBACK there
+ *   instead of deadlocking.
  * - Outside callbacks, free blocks until no callback of that handle runs and
- *   its finalizers ran: nothing touches your user_data after it returns.
+ *   its finalizers ran: nothing touches your user_data after it returns. The
+ *   handle's memory is released then: a pointer freed outside a callback must
+ *   not be used again (as with free(3)).
+ * - Ownership of user_data passes to the library when a connect call can read
+ *   the struct that carries it (non-NULL, struct_size large enough): its
+ *   finalizer then runs exactly once, also when the connect fails. A struct the
+ *   call cannot read (NULL, or FAL_RT_BAD_STRUCT_SIZE) was never taken: its
+ *   finalizer is not called, and releasing its user_data is up to you.
+ * - Keepalive: every connection pings the server (fal_rt_client_options
+ *   ping_interval_ms, default 20 s) and, when nothing arrives within
+ *   ping_timeout_ms (default 20 s), closes with 1011 and reports FAL_RT_TIMEOUT.
  * - Handles are thread-safe except that free must not race with other calls
  *   on the same handle.
  * - No error, log or panic message contains a token or key.
@@ -99,7 +112,8 @@ enum fal_rt_result
      */
     FAL_RT_TLS = 7,
     /**
-     * The connection did not open in time (the open timeout).
+     * The connection did not open in time (the open timeout), or the server
+     * stopped answering keepalive pings (close code 1011).
      */
     FAL_RT_TIMEOUT = 8,
     /**
@@ -107,19 +121,23 @@ enum fal_rt_result
      */
     FAL_RT_SERVER = 9,
     /**
-     * The connection closed abnormally (a close code other than 1000/1001, or it dropped).
+     * The connection closed abnormally (a close code other than 1000/1001, it
+     * dropped, or a message exceeded the size limit: close code 1009), or a
+     * send was made on a session or socket that has ended (the message says why).
      */
     FAL_RT_CLOSED = 10,
     /**
-     * A frame from the server could not be decoded.
+     * A frame from the server could not be decoded (the connection stays up).
      */
     FAL_RT_DECODE = 11,
     /**
-     * An input could not be encoded (e.g. invalid JSON).
+     * An input could not be encoded (invalid JSON, bytes that are not one
+     * msgpack value, a failing custom encoder).
      */
     FAL_RT_ENCODE = 12,
     /**
-     * The operation needs an open connection, or the connection was shut down.
+     * The handle was freed (inside a callback that is still running), or the
+     * connection was shut down.
      */
     FAL_RT_NOT_CONNECTED = 13,
     /**
@@ -267,6 +285,12 @@ typedef struct fal_rt_realtime fal_rt_realtime;
  * A pull-style realtime session: connected at creation, then `send` and
  * `recv`. No background task: the calling thread reads and writes the socket.
  *
+ * Once the session has ended (the server's idle timeout, `Unauthorized`, a
+ * close frame, a lost connection, an oversized message, no answer to
+ * keepalive pings, or `fal_rt_session_close`), the library closes the socket
+ * and every later send fails at once with `FAL_RT_CLOSED`, its message
+ * saying why. Keepalive pings go out while a `fal_rt_session_recv` waits.
+ *
  * Thread-safety: one thread may block in `fal_rt_session_recv` while others
  * call `fal_rt_session_send*` (sends are serialised, as are receives). Every
  * call except `fal_rt_session_free` blocks, so none may be made from inside a
@@ -323,13 +347,28 @@ typedef struct fal_rt_client_options {
      */
     uint32_t open_timeout_ms;
     /**
-     * Largest accepted incoming message, in bytes. 0: the default (64 MiB).
+     * Largest accepted incoming frame and message, in bytes. 0: the
+     * defaults, 16 MiB per frame and 64 MiB per message. A larger message
+     * ends the connection with `FAL_RT_CLOSED` (close code 1009).
      */
     uint64_t max_frame_size;
     /**
      * Retries of a failed token request. 0: the default (3); negative: none.
      */
     int32_t token_retries;
+    /**
+     * Keepalive: send a WebSocket ping every this many ms. 0: the default
+     * (20 s); negative: no keepalive pings. Realtime connections ping from
+     * their task; sessions and raw sockets ping while a `recv` waits.
+     */
+    int32_t ping_interval_ms;
+    /**
+     * Keepalive: after a ping, how long (ms) to wait for any frame from the
+     * server before the connection is declared dead: it is closed with 1011
+     * and reported as `FAL_RT_TIMEOUT` (`on_error`, or from `recv`).
+     * 0: the default (20 s); negative: never give up.
+     */
+    int32_t ping_timeout_ms;
 } fal_rt_client_options;
 
 /**
@@ -460,10 +499,12 @@ typedef struct fal_rt_connect_options {
  * `FAL_RT_WOULD_BLOCK_IN_CALLBACK`.
  *
  * Ownership: `user_data` passes to the library when `fal_rt_realtime_connect`
- * is called with this struct: `free_user_data` (if set) is called exactly
- * once, when no callback can run any more (also when the connect fails), on
- * the thread that lets go last. Release your context there, not after
- * `fal_rt_realtime_free` returns.
+ * can read this struct (non-NULL, `struct_size` large enough):
+ * `free_user_data` (if set) is called exactly once, when no callback can run
+ * any more (also when the connect fails for another reason), on the thread
+ * that lets go last. Release your context there, not after
+ * `fal_rt_realtime_free` returns. A handler replaced by a later keyed connect
+ * gets no more callbacks; its finalizer runs when its own handle is freed.
  */
 typedef struct fal_rt_realtime_handler {
     /**
@@ -546,6 +587,14 @@ typedef struct fal_rt_stats {
      * The last server processing time from a timings message, in µs; -1 if none.
      */
     int64_t last_server_timing_us;
+    /**
+     * Keepalive pings sent.
+     */
+    uint64_t pings_sent;
+    /**
+     * Pongs received (answers to keepalive pings).
+     */
+    uint64_t pongs_received;
 } fal_rt_stats;
 
 /**
@@ -611,8 +660,13 @@ uint32_t fal_rt_version_number(void);
 const char *fal_rt_result_name(int32_t code);
 
 /**
- * The kind of an error: one of the codes 1 to 99 (or `FAL_RT_PANIC`).
- * `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
+ * The kind of an error: the code the failed call returned. One of
+ * `FAL_RT_INVALID_ARGUMENT` .. `FAL_RT_INTERNAL` (1-14, one per error kind of
+ * the Rust core), `FAL_RT_NULL_ARGUMENT`, `FAL_RT_INVALID_UTF8`,
+ * `FAL_RT_WOULD_BLOCK_IN_CALLBACK`, `FAL_RT_WOULD_BLOCK_IN_RUNTIME`,
+ * `FAL_RT_BAD_STRUCT_SIZE`, `FAL_RT_WRONG_MODE` (100-103, 106, 107) or
+ * `FAL_RT_PANIC` (199). Never `FAL_RT_OK`, `FAL_RT_TIMEOUT_EXPIRED` or
+ * `FAL_RT_END` (those carry no error). `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
  *
  * # Safety
  * `error` is NULL or a valid error.
@@ -813,11 +867,15 @@ void fal_rt_client_free(struct fal_rt_client *client);
  * outside 1..=60) or `FAL_RT_CREDENTIALS` (no key and no token provider).
  * With a `connection_key` already live on this client, the handle refers to
  * that connection and `handler` replaces its handler (its `options` are not
- * used; their finalizer runs at once).
+ * used; their finalizer runs at once). The earlier handles stay valid and can
+ * still send, but `fal_rt_realtime_close` on them does nothing: it cannot
+ * close the connection the newer handle uses.
  *
  * Ownership of `handler->user_data` and `options->callbacks_user_data` passes
- * to the library as soon as this is called with readable structs; their
- * finalizers run exactly once, also on failure.
+ * to the library for each struct this call can read (see the rules at the
+ * top); their finalizers then run exactly once, also on failure. Fails with
+ * `FAL_RT_BAD_STRUCT_SIZE` when `handler->struct_size` is too small: then
+ * neither finalizer is called.
  *
  * # Safety
  * `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and
@@ -834,8 +892,10 @@ fal_rt_result fal_rt_realtime_connect(const struct fal_rt_client *client,
  * Queue an input given as msgpack bytes (copied once; through the custom
  * encoder, if any). Never blocks. While the connection is opening only the
  * latest input is kept; sends are throttled (see `throttle_ms`).
- * Connection errors go to `on_error`; this returns `FAL_RT_ENCODE` (encoder
- * failure) or `FAL_RT_NOT_CONNECTED` (after free).
+ * Connection errors go to `on_error`; this returns `FAL_RT_ENCODE` when the
+ * bytes are not exactly one well-formed msgpack value (an empty buffer
+ * included) or the encoder fails, and `FAL_RT_NOT_CONNECTED` on a handle
+ * freed inside a callback that is still running.
  *
  * # Safety
  * `conn` is NULL or valid; `data` points to `len` readable bytes; `out_error` is NULL or writable.
@@ -859,7 +919,10 @@ fal_rt_result fal_rt_realtime_send_json(const struct fal_rt_realtime *conn,
 
 /**
  * Close the socket with code 1000 (from any state, also while connecting) and
- * drop a pending throttled input. Never blocks. The next send reconnects.
+ * drop a pending throttled input. Never blocks: the connection's task sends
+ * the close frame and waits up to 1 s for the server's reply. The next send
+ * reconnects. On a handle whose handler a later keyed connect replaced, this
+ * does nothing (returns `FAL_RT_OK`).
  *
  * # Safety
  * `conn` is NULL or valid.
@@ -887,9 +950,11 @@ fal_rt_result fal_rt_realtime_stats(const struct fal_rt_realtime *conn,
  * Free a connection handle: close the socket (code 1000) and stop it. Accepts NULL.
  *
  * Outside callbacks it blocks until no callback of this handle is running and
- * the finalizers have run: no callback runs after it returns. Inside a
- * callback (or on a runtime thread) it does not block: no new callback starts,
- * and the finalizers run when the running callback returns. Never deadlocks,
+ * the finalizers have run: no callback runs after it returns, and the pointer
+ * must not be used again. Inside a callback (or on a runtime thread) it does
+ * not block: no new callback starts, the finalizers run when the running
+ * callback returns, and until then the handle stays readable: calls on it
+ * return `FAL_RT_NOT_CONNECTED` (a second free is ignored). Never deadlocks,
  * but do not hold a lock your callbacks take while calling it from another
  * thread, or use `fal_rt_realtime_free_nowait`. With a `connection_key`
  * shared by several handles, the connection lives until its last handle is freed.
@@ -933,8 +998,11 @@ fal_rt_result fal_rt_session_connect(const struct fal_rt_client *client,
 
 /**
  * Send an input given as msgpack bytes (through the custom encoder, if any);
- * blocks until it is written. Errors: `FAL_RT_ENCODE`, `FAL_RT_CLOSED`,
- * `FAL_RT_CONNECT` (socket failure), `FAL_RT_WOULD_BLOCK_*`.
+ * blocks until it is written. Errors: `FAL_RT_ENCODE` (not exactly one
+ * well-formed msgpack value, an empty buffer included, or a failing
+ * encoder), `FAL_RT_CLOSED` (the session has ended; the message says why),
+ * `FAL_RT_CONNECT` (socket failure), `FAL_RT_NOT_CONNECTED` (freed inside a
+ * running callback), `FAL_RT_WOULD_BLOCK_*`.
  *
  * # Safety
  * `session` is NULL or valid; `data` points to `len` readable bytes; `out_error` is NULL or writable.
@@ -957,14 +1025,16 @@ fal_rt_result fal_rt_session_send_json(const struct fal_rt_session *session,
                                        struct fal_rt_error **out_error);
 
 /**
- * Wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER` = -1: no limit; 0: poll) for
- * the next result. Returns:
+ * Wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER` = -1: no limit; 0: poll;
+ * below -1: `FAL_RT_INVALID_ARGUMENT`) for the next result. Returns:
  * * `FAL_RT_OK`: a result, written to `*out_message` (owned; free it with `fal_rt_message_free`);
  * * `FAL_RT_TIMEOUT_EXPIRED`: nothing arrived in time (call again);
- * * `FAL_RT_END`: the session ended cleanly (normal close or the server's idle timeout);
+ * * `FAL_RT_END`: the session ended cleanly (normal close or the server's
+ *   idle timeout), and on every call after any end;
  * * an error code (`FAL_RT_SERVER`, `FAL_RT_AUTH`, `FAL_RT_CLOSED`,
- *   `FAL_RT_DECODE`, ...) with details in `*out_error`. After `FAL_RT_SERVER`
- *   and `FAL_RT_DECODE` the session may still deliver results.
+ *   `FAL_RT_DECODE`, `FAL_RT_TIMEOUT` for a dead peer, ...) with details in
+ *   `*out_error`. After `FAL_RT_SERVER` and `FAL_RT_DECODE` the session may
+ *   still deliver results; after the others it has ended.
  *
  * `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
  *
@@ -998,9 +1068,11 @@ fal_rt_result fal_rt_session_stats(const struct fal_rt_session *session,
 
 /**
  * Free a session: close it with code 1000 if it is still open (waiting at
- * most 2 s, unless called from a callback), then release it. Accepts NULL.
- * The option callbacks' finalizer has run when this returns (from a
- * callback: when the callback returns).
+ * most 2 s; inside a callback the close is sent in the background), then
+ * release it. Accepts NULL. The option callbacks' finalizer has run when this
+ * returns (from a callback: when the callback returns). Outside callbacks the
+ * pointer must not be used again; inside one it stays readable until the
+ * callback returns, and calls on it return `FAL_RT_NOT_CONNECTED`.
  *
  * # Safety
  * `session` is NULL or a handle not freed before; no other thread uses it during the call.
@@ -1069,8 +1141,10 @@ fal_rt_result fal_rt_ws_close(const struct fal_rt_ws *ws, struct fal_rt_error **
 
 /**
  * Pull mode only (connected without a handler; else `FAL_RT_WRONG_MODE`):
- * wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER`: no limit) for the next data
- * frame. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
+ * wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER`: no limit; below -1:
+ * `FAL_RT_INVALID_ARGUMENT`) for the next data frame. Keepalive pings go out
+ * while it waits; a dead peer is `FAL_RT_TIMEOUT`. After any end, sends fail
+ * with `FAL_RT_CLOSED` and later calls return `FAL_RT_END`. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
  * `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` after a normal close, or an error
  * (`FAL_RT_CLOSED` with the close code) in `*out_error`. `out_error` is not
  * written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
@@ -1095,9 +1169,11 @@ fal_rt_result fal_rt_ws_stats(const struct fal_rt_ws *ws, struct fal_rt_stats *o
 /**
  * Free a socket: close it with code 1000 if still open and release it.
  * Accepts NULL. Outside callbacks it blocks (at most ~2 s for the close)
- * until no callback of this socket runs and the finalizers ran; inside a
- * callback it does not block (no new callback starts; the finalizers run
- * when the running callback returns). See also `fal_rt_ws_free_nowait`.
+ * until no callback of this socket runs and the finalizers ran, and the
+ * pointer must not be used again; inside a callback it does not block (no
+ * new callback starts; the finalizers run when the running callback returns)
+ * and the handle stays readable until then: calls on it return
+ * `FAL_RT_NOT_CONNECTED`. See also `fal_rt_ws_free_nowait`.
  *
  * # Safety
  * `ws` is NULL or a handle not freed before; no other thread uses it during the call.

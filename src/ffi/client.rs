@@ -33,10 +33,33 @@ pub struct fal_rt_client_options {
     pub allow_insecure: bool,
     /// Time allowed for the token fetch plus the handshake, in ms. 0: 90 s.
     pub open_timeout_ms: u32,
-    /// Largest accepted incoming message, in bytes. 0: the default (64 MiB).
+    /// Largest accepted incoming frame and message, in bytes. 0: the
+    /// defaults, 16 MiB per frame and 64 MiB per message. A larger message
+    /// ends the connection with `FAL_RT_CLOSED` (close code 1009).
     pub max_frame_size: u64,
     /// Retries of a failed token request. 0: the default (3); negative: none.
     pub token_retries: i32,
+    /// Keepalive: send a WebSocket ping every this many ms. 0: the default
+    /// (20 s); negative: no keepalive pings. Realtime connections ping from
+    /// their task; sessions and raw sockets ping while a `recv` waits.
+    pub ping_interval_ms: i32,
+    /// Keepalive: after a ping, how long (ms) to wait for any frame from the
+    /// server before the connection is declared dead: it is closed with 1011
+    /// and reported as `FAL_RT_TIMEOUT` (`on_error`, or from `recv`).
+    /// 0: the default (20 s); negative: never give up.
+    pub ping_timeout_ms: i32,
+}
+
+/// The size of the first version of `fal_rt_client_options` (without the keepalive fields).
+const CLIENT_OPTIONS_V1_SIZE: usize = std::mem::offset_of!(fal_rt_client_options, ping_interval_ms);
+
+/// A keepalive duration option: 0 → `default`, negative → `None`.
+fn keepalive_ms(ms: i32, default: Option<Duration>) -> Option<Duration> {
+    match ms {
+        0 => default,
+        n if n < 0 => None,
+        n => Some(Duration::from_millis(n as u64)),
+    }
 }
 
 /// A client: configuration, TLS roots and the registry of keyed connections.
@@ -65,8 +88,7 @@ pub unsafe extern "C" fn fal_rt_client_new(
         not_null(out, "out")?;
         let mut config = ClientConfig::from_env();
         if !options.is_null() {
-            let o: fal_rt_client_options =
-                read_versioned(options, "options", std::mem::size_of::<fal_rt_client_options>())?;
+            let o: fal_rt_client_options = read_versioned(options, "options", CLIENT_OPTIONS_V1_SIZE)?;
             if let Some(k) = opt_str_arg(o.key, "options->key")? {
                 config.credentials = Some(Credentials::key(k));
             }
@@ -91,6 +113,8 @@ pub unsafe extern "C" fn fal_rt_client_new(
                 n if n < 0 => config.token_retries = 0,
                 n => config.token_retries = n as u32,
             }
+            config.ping_interval = keepalive_ms(o.ping_interval_ms, config.ping_interval);
+            config.ping_timeout = keepalive_ms(o.ping_timeout_ms, config.ping_timeout);
         }
         let client = Client::new(config)?;
         put(out, Box::into_raw(Box::new(fal_rt_client { client })));

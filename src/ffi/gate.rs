@@ -20,11 +20,37 @@ pub(crate) type FreeFn = unsafe extern "C" fn(user_data: *mut c_void);
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Handle memory freed inside a callback, released when the outermost
+    /// callback on this thread returns.
+    static DEFERRED: std::cell::RefCell<Vec<Box<dyn FnOnce()>>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether this thread is inside a C callback called by this library.
 pub(crate) fn in_ffi_callback() -> bool {
     DEPTH.with(Cell::get) > 0
+}
+
+/// Run `release` now, or, inside a callback, once the outermost callback on
+/// this thread has returned: a handle freed inside a callback stays readable
+/// (and answers `FAL_RT_NOT_CONNECTED`) until then.
+pub(crate) fn release_after_callbacks(release: Box<dyn FnOnce()>) {
+    if in_ffi_callback() {
+        DEFERRED.with(|d| d.borrow_mut().push(release));
+    } else {
+        release();
+    }
+}
+
+fn run_deferred() {
+    loop {
+        let batch = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        if batch.is_empty() {
+            return;
+        }
+        for release in batch {
+            release();
+        }
+    }
 }
 
 pub(crate) struct Gate {
@@ -43,8 +69,15 @@ pub(crate) struct Pass<'a> {
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        let depth = DEPTH.with(|d| {
+            let n = d.get().saturating_sub(1);
+            d.set(n);
+            n
+        });
         self.gate.leave();
+        if depth == 0 {
+            run_deferred();
+        }
     }
 }
 

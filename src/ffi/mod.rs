@@ -71,17 +71,22 @@ pub enum fal_rt_result {
     FAL_RT_CONNECT = 6,
     /// TLS failed (e.g. an untrusted certificate).
     FAL_RT_TLS = 7,
-    /// The connection did not open in time (the open timeout).
+    /// The connection did not open in time (the open timeout), or the server
+    /// stopped answering keepalive pings (close code 1011).
     FAL_RT_TIMEOUT = 8,
     /// The server reported an error (`x-fal-error`, e.g. `INTERNAL_ERROR`).
     FAL_RT_SERVER = 9,
-    /// The connection closed abnormally (a close code other than 1000/1001, or it dropped).
+    /// The connection closed abnormally (a close code other than 1000/1001, it
+    /// dropped, or a message exceeded the size limit: close code 1009), or a
+    /// send was made on a session or socket that has ended (the message says why).
     FAL_RT_CLOSED = 10,
-    /// A frame from the server could not be decoded.
+    /// A frame from the server could not be decoded (the connection stays up).
     FAL_RT_DECODE = 11,
-    /// An input could not be encoded (e.g. invalid JSON).
+    /// An input could not be encoded (invalid JSON, bytes that are not one
+    /// msgpack value, a failing custom encoder).
     FAL_RT_ENCODE = 12,
-    /// The operation needs an open connection, or the connection was shut down.
+    /// The handle was freed (inside a callback that is still running), or the
+    /// connection was shut down.
     FAL_RT_NOT_CONNECTED = 13,
     /// A bug or an unexpected state in this library.
     FAL_RT_INTERNAL = 14,
@@ -293,6 +298,55 @@ pub(crate) fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
+/// A handle type whose `free` may be called inside a callback: the memory
+/// then stays valid until the callback returns, and the handle is dead.
+pub(crate) trait Handle {
+    fn dead(&self) -> &std::sync::atomic::AtomicBool;
+}
+
+/// A live handle argument: not NULL and not freed (inside a callback that is
+/// still running); `FAL_RT_NOT_CONNECTED` for a freed one.
+///
+/// # Safety
+/// `p` is NULL or points to a handle whose memory is valid (not freed
+/// outside a callback).
+pub(crate) unsafe fn live<'a, T: Handle>(p: *const T, name: &str) -> FfiResult<&'a T> {
+    let h = &*not_null(p, name)?;
+    if h.dead().load(std::sync::atomic::Ordering::Acquire) {
+        return Err(Failure::new(
+            FAL_RT_NOT_CONNECTED,
+            &format!("`{name}` was freed (inside a callback that is still running)"),
+        ));
+    }
+    Ok(h)
+}
+
+/// Mark `p` dead. Returns `false` if it was dead already (freed inside a
+/// callback that is still running).
+///
+/// # Safety
+/// `p` is a live handle from `Box::into_raw`.
+pub(crate) unsafe fn retire<T: Handle>(p: *mut T) -> bool {
+    if (*p).dead().swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return false;
+    }
+    true
+}
+
+/// Release the memory of a retired handle (now, or after the callbacks).
+///
+/// # Safety
+/// `p` came from `Box::into_raw` and was retired by this thread.
+pub(crate) unsafe fn release<T: 'static>(p: *mut T) {
+    struct Ptr<T>(*mut T);
+    let ptr = Ptr(p);
+    gate::release_after_callbacks(Box::new(move || {
+        let ptr = ptr;
+        // SAFETY: retired exactly once; no other user (see the callers' contract).
+        drop(Box::from_raw(ptr.0));
+    }));
+}
+
 /// Null-check a pointer argument.
 pub(crate) fn not_null<T>(p: *const T, name: &str) -> FfiResult<*const T> {
     if p.is_null() {
@@ -426,9 +480,31 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> FfiResult<F::Output> {
     })
 }
 
-/// A recv timeout: negative → forever.
-pub(crate) fn timeout_of(ms: i32) -> Option<Duration> {
-    (ms >= 0).then(|| Duration::from_millis(ms as u64))
+/// Wait for `fut` on the shared runtime for at most `timeout_ms` (see
+/// [`timeout_of`]); `Ok(None)` when the time ran out.
+pub(crate) fn block_on_timeout<F: std::future::Future>(
+    timeout_ms: i32,
+    fut: F,
+) -> FfiResult<Option<F::Output>> {
+    let limit = timeout_of(timeout_ms)?;
+    block_on(async move {
+        match limit {
+            Some(d) => tokio::time::timeout(d, fut).await.ok(),
+            None => Some(fut.await),
+        }
+    })
+}
+
+/// A recv timeout: `FAL_RT_WAIT_FOREVER` (-1) → forever; below -1 is invalid.
+pub(crate) fn timeout_of(ms: i32) -> FfiResult<Option<Duration>> {
+    match ms {
+        FAL_RT_WAIT_FOREVER => Ok(None),
+        m if m < 0 => Err(Failure::new(
+            FAL_RT_INVALID_ARGUMENT,
+            &format!("timeout_ms is {m}; use 0 or more, or FAL_RT_WAIT_FOREVER (-1)"),
+        )),
+        m => Ok(Some(Duration::from_millis(m as u64))),
+    }
 }
 
 /// `void*` user data handed back to C callbacks on other threads.
@@ -466,8 +542,13 @@ pub extern "C" fn fal_rt_result_name(code: i32) -> *const c_char {
     fal_rt_result::name(code).as_ptr()
 }
 
-/// The kind of an error: one of the codes 1 to 99 (or `FAL_RT_PANIC`).
-/// `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
+/// The kind of an error: the code the failed call returned. One of
+/// `FAL_RT_INVALID_ARGUMENT` .. `FAL_RT_INTERNAL` (1-14, one per error kind of
+/// the Rust core), `FAL_RT_NULL_ARGUMENT`, `FAL_RT_INVALID_UTF8`,
+/// `FAL_RT_WOULD_BLOCK_IN_CALLBACK`, `FAL_RT_WOULD_BLOCK_IN_RUNTIME`,
+/// `FAL_RT_BAD_STRUCT_SIZE`, `FAL_RT_WRONG_MODE` (100-103, 106, 107) or
+/// `FAL_RT_PANIC` (199). Never `FAL_RT_OK`, `FAL_RT_TIMEOUT_EXPIRED` or
+/// `FAL_RT_END` (those carry no error). `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
 ///
 /// # Safety
 /// `error` is NULL or a valid error.

@@ -19,10 +19,12 @@ use std::sync::Arc;
 /// `FAL_RT_WOULD_BLOCK_IN_CALLBACK`.
 ///
 /// Ownership: `user_data` passes to the library when `fal_rt_realtime_connect`
-/// is called with this struct: `free_user_data` (if set) is called exactly
-/// once, when no callback can run any more (also when the connect fails), on
-/// the thread that lets go last. Release your context there, not after
-/// `fal_rt_realtime_free` returns.
+/// can read this struct (non-NULL, `struct_size` large enough):
+/// `free_user_data` (if set) is called exactly once, when no callback can run
+/// any more (also when the connect fails for another reason), on the thread
+/// that lets go last. Release your context there, not after
+/// `fal_rt_realtime_free` returns. A handler replaced by a later keyed connect
+/// gets no more callbacks; its finalizer runs when its own handle is freed.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct fal_rt_realtime_handler {
@@ -93,6 +95,13 @@ pub struct fal_rt_realtime {
     conn: RealtimeConnection,
     handler_gate: Arc<Gate>,
     options_gate: Option<Arc<Gate>>,
+    dead: std::sync::atomic::AtomicBool,
+}
+
+impl Handle for fal_rt_realtime {
+    fn dead(&self) -> &std::sync::atomic::AtomicBool {
+        &self.dead
+    }
 }
 
 /// Connect to `app` (e.g. `"fal-ai/fast-lcm-diffusion"` or `"123-myapp"`).
@@ -105,11 +114,15 @@ pub struct fal_rt_realtime {
 /// outside 1..=60) or `FAL_RT_CREDENTIALS` (no key and no token provider).
 /// With a `connection_key` already live on this client, the handle refers to
 /// that connection and `handler` replaces its handler (its `options` are not
-/// used; their finalizer runs at once).
+/// used; their finalizer runs at once). The earlier handles stay valid and can
+/// still send, but `fal_rt_realtime_close` on them does nothing: it cannot
+/// close the connection the newer handle uses.
 ///
 /// Ownership of `handler->user_data` and `options->callbacks_user_data` passes
-/// to the library as soon as this is called with readable structs; their
-/// finalizers run exactly once, also on failure.
+/// to the library for each struct this call can read (see the rules at the
+/// top); their finalizers then run exactly once, also on failure. Fails with
+/// `FAL_RT_BAD_STRUCT_SIZE` when `handler->struct_size` is too small: then
+/// neither finalizer is called.
 ///
 /// # Safety
 /// `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and
@@ -172,6 +185,7 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
                         conn,
                         handler_gate,
                         options_gate,
+                        dead: Default::default(),
                     })),
                 );
                 Ok(())
@@ -190,8 +204,10 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
 /// Queue an input given as msgpack bytes (copied once; through the custom
 /// encoder, if any). Never blocks. While the connection is opening only the
 /// latest input is kept; sends are throttled (see `throttle_ms`).
-/// Connection errors go to `on_error`; this returns `FAL_RT_ENCODE` (encoder
-/// failure) or `FAL_RT_NOT_CONNECTED` (after free).
+/// Connection errors go to `on_error`; this returns `FAL_RT_ENCODE` when the
+/// bytes are not exactly one well-formed msgpack value (an empty buffer
+/// included) or the encoder fails, and `FAL_RT_NOT_CONNECTED` on a handle
+/// freed inside a callback that is still running.
 ///
 /// # Safety
 /// `conn` is NULL or valid; `data` points to `len` readable bytes; `out_error` is NULL or writable.
@@ -203,7 +219,7 @@ pub unsafe extern "C" fn fal_rt_realtime_send(
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
     boundary(out_error, || {
-        let c = &*not_null(conn, "conn")?;
+        let c = live(conn, "conn")?;
         let data = bytes_arg(data, len, "data")?;
         c.conn.send_msgpack(Bytes::copy_from_slice(data))?;
         Ok(())
@@ -223,7 +239,7 @@ pub unsafe extern "C" fn fal_rt_realtime_send_json(
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
     boundary(out_error, || {
-        let c = &*not_null(conn, "conn")?;
+        let c = live(conn, "conn")?;
         let json = str_arg(json, "json")?;
         c.conn.send_json(json)?;
         Ok(())
@@ -231,14 +247,17 @@ pub unsafe extern "C" fn fal_rt_realtime_send_json(
 }
 
 /// Close the socket with code 1000 (from any state, also while connecting) and
-/// drop a pending throttled input. Never blocks. The next send reconnects.
+/// drop a pending throttled input. Never blocks: the connection's task sends
+/// the close frame and waits up to 1 s for the server's reply. The next send
+/// reconnects. On a handle whose handler a later keyed connect replaced, this
+/// does nothing (returns `FAL_RT_OK`).
 ///
 /// # Safety
 /// `conn` is NULL or valid.
 #[no_mangle]
 pub unsafe extern "C" fn fal_rt_realtime_close(conn: *const fal_rt_realtime) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
-        let c = &*not_null(conn, "conn")?;
+        let c = live(conn, "conn")?;
         c.conn.close();
         Ok(())
     })
@@ -254,7 +273,7 @@ pub unsafe extern "C" fn fal_rt_realtime_state(
     out_state: *mut fal_rt_state,
 ) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
-        let c = &*not_null(conn, "conn")?;
+        let c = live(conn, "conn")?;
         not_null(out_state, "out_state")?;
         put(out_state, c.conn.state().into());
         Ok(())
@@ -290,10 +309,14 @@ pub struct fal_rt_stats {
     pub inputs_replaced: u64,
     /// The last server processing time from a timings message, in µs; -1 if none.
     pub last_server_timing_us: i64,
+    /// Keepalive pings sent.
+    pub pings_sent: u64,
+    /// Pongs received (answers to keepalive pings).
+    pub pongs_received: u64,
 }
 
-/// The size of the first version of `fal_rt_stats`.
-pub(crate) const STATS_V1_SIZE: usize = std::mem::size_of::<fal_rt_stats>();
+/// The size of the first version of `fal_rt_stats` (without the keepalive counters).
+pub(crate) const STATS_V1_SIZE: usize = std::mem::offset_of!(fal_rt_stats, pings_sent);
 
 impl From<crate::Stats> for fal_rt_stats {
     fn from(s: crate::Stats) -> Self {
@@ -312,6 +335,8 @@ impl From<crate::Stats> for fal_rt_stats {
             last_server_timing_us: s
                 .last_server_timing
                 .map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            pings_sent: s.pings_sent,
+            pongs_received: s.pongs_received,
         }
     }
 }
@@ -326,17 +351,18 @@ pub unsafe extern "C" fn fal_rt_realtime_stats(
     out_stats: *mut fal_rt_stats,
 ) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
-        let c = &*not_null(conn, "conn")?;
+        let c = live(conn, "conn")?;
         write_versioned(out_stats, "out_stats", STATS_V1_SIZE, c.conn.stats().into())
     })
 }
 
 fn free_impl(conn: *mut fal_rt_realtime, may_wait: bool) {
-    if conn.is_null() {
+    // SAFETY: the caller hands over a handle not freed before (or freed
+    // inside a callback that is still running: then `retire` says so).
+    if conn.is_null() || !unsafe { retire(conn) } {
         return;
     }
-    // SAFETY: the caller hands over a live handle.
-    let h = unsafe { Box::from_raw(conn) };
+    let h = unsafe { &*conn };
     // Other handles (same connection_key) keep the connection and its option callbacks.
     let last = h.conn.handle_count() == 1;
     h.handler_gate.close();
@@ -360,15 +386,18 @@ fn free_impl(conn: *mut fal_rt_realtime, may_wait: bool) {
     } else if last {
         h.conn.shutdown_nowait();
     }
-    drop(h);
+    // SAFETY: retired above, by this call only.
+    unsafe { release(conn) };
 }
 
 /// Free a connection handle: close the socket (code 1000) and stop it. Accepts NULL.
 ///
 /// Outside callbacks it blocks until no callback of this handle is running and
-/// the finalizers have run: no callback runs after it returns. Inside a
-/// callback (or on a runtime thread) it does not block: no new callback starts,
-/// and the finalizers run when the running callback returns. Never deadlocks,
+/// the finalizers have run: no callback runs after it returns, and the pointer
+/// must not be used again. Inside a callback (or on a runtime thread) it does
+/// not block: no new callback starts, the finalizers run when the running
+/// callback returns, and until then the handle stays readable: calls on it
+/// return `FAL_RT_NOT_CONNECTED` (a second free is ignored). Never deadlocks,
 /// but do not hold a lock your callbacks take while calling it from another
 /// thread, or use `fal_rt_realtime_free_nowait`. With a `connection_key`
 /// shared by several handles, the connection lives until its last handle is freed.

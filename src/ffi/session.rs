@@ -14,15 +14,28 @@ use tokio::sync::Mutex;
 /// A pull-style realtime session: connected at creation, then `send` and
 /// `recv`. No background task: the calling thread reads and writes the socket.
 ///
+/// Once the session has ended (the server's idle timeout, `Unauthorized`, a
+/// close frame, a lost connection, an oversized message, no answer to
+/// keepalive pings, or `fal_rt_session_close`), the library closes the socket
+/// and every later send fails at once with `FAL_RT_CLOSED`, its message
+/// saying why. Keepalive pings go out while a `fal_rt_session_recv` waits.
+///
 /// Thread-safety: one thread may block in `fal_rt_session_recv` while others
 /// call `fal_rt_session_send*` (sends are serialised, as are receives). Every
 /// call except `fal_rt_session_free` blocks, so none may be made from inside a
 /// callback of this library (`FAL_RT_WOULD_BLOCK_IN_CALLBACK`).
 /// `fal_rt_session_free` must not race with other calls on the same handle.
 pub struct fal_rt_session {
-    tx: Mutex<RealtimeSender>,
+    tx: Arc<Mutex<RealtimeSender>>,
     rx: Mutex<RealtimeReceiver>,
     options_gate: Option<Arc<Gate>>,
+    dead: std::sync::atomic::AtomicBool,
+}
+
+impl Handle for fal_rt_session {
+    fn dead(&self) -> &std::sync::atomic::AtomicBool {
+        &self.dead
+    }
 }
 
 /// Release the option callbacks of a failed connect, waiting for a token
@@ -73,9 +86,10 @@ pub unsafe extern "C" fn fal_rt_session_connect(
                 put(
                     out,
                     Box::into_raw(Box::new(fal_rt_session {
-                        tx: Mutex::new(tx),
+                        tx: Arc::new(Mutex::new(tx)),
                         rx: Mutex::new(rx),
                         options_gate: opts.gate.clone(),
+                        dead: Default::default(),
                     })),
                 );
                 Ok(())
@@ -89,15 +103,18 @@ pub unsafe extern "C" fn fal_rt_session_connect(
 }
 
 unsafe fn session_send(s: *const fal_rt_session, bytes: FfiResult<Bytes>) -> FfiResult {
-    let s = &*not_null(s, "session")?;
+    let s = live(s, "session")?;
     let bytes = bytes?;
     block_on(async { s.tx.lock().await.send_msgpack(bytes).await })??;
     Ok(())
 }
 
 /// Send an input given as msgpack bytes (through the custom encoder, if any);
-/// blocks until it is written. Errors: `FAL_RT_ENCODE`, `FAL_RT_CLOSED`,
-/// `FAL_RT_CONNECT` (socket failure), `FAL_RT_WOULD_BLOCK_*`.
+/// blocks until it is written. Errors: `FAL_RT_ENCODE` (not exactly one
+/// well-formed msgpack value, an empty buffer included, or a failing
+/// encoder), `FAL_RT_CLOSED` (the session has ended; the message says why),
+/// `FAL_RT_CONNECT` (socket failure), `FAL_RT_NOT_CONNECTED` (freed inside a
+/// running callback), `FAL_RT_WOULD_BLOCK_*`.
 ///
 /// # Safety
 /// `session` is NULL or valid; `data` points to `len` readable bytes; `out_error` is NULL or writable.
@@ -131,14 +148,16 @@ pub unsafe extern "C" fn fal_rt_session_send_json(
     })
 }
 
-/// Wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER` = -1: no limit; 0: poll) for
-/// the next result. Returns:
+/// Wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER` = -1: no limit; 0: poll;
+/// below -1: `FAL_RT_INVALID_ARGUMENT`) for the next result. Returns:
 /// * `FAL_RT_OK`: a result, written to `*out_message` (owned; free it with `fal_rt_message_free`);
 /// * `FAL_RT_TIMEOUT_EXPIRED`: nothing arrived in time (call again);
-/// * `FAL_RT_END`: the session ended cleanly (normal close or the server's idle timeout);
+/// * `FAL_RT_END`: the session ended cleanly (normal close or the server's
+///   idle timeout), and on every call after any end;
 /// * an error code (`FAL_RT_SERVER`, `FAL_RT_AUTH`, `FAL_RT_CLOSED`,
-///   `FAL_RT_DECODE`, ...) with details in `*out_error`. After `FAL_RT_SERVER`
-///   and `FAL_RT_DECODE` the session may still deliver results.
+///   `FAL_RT_DECODE`, `FAL_RT_TIMEOUT` for a dead peer, ...) with details in
+///   `*out_error`. After `FAL_RT_SERVER` and `FAL_RT_DECODE` the session may
+///   still deliver results; after the others it has ended.
 ///
 /// `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
 ///
@@ -153,18 +172,9 @@ pub unsafe extern "C" fn fal_rt_session_recv(
 ) -> fal_rt_result {
     let mut quiet = FAL_RT_OK;
     let code = boundary(out_error, || {
-        let s = &*not_null(session, "session")?;
+        let s = live(session, "session")?;
         not_null(out_message, "out_message")?;
-        let fut = async {
-            let mut rx = s.rx.lock().await;
-            rx.recv().await
-        };
-        let got = block_on(async {
-            match timeout_of(timeout_ms) {
-                Some(d) => tokio::time::timeout(d, fut).await.ok(),
-                None => Some(fut.await),
-            }
-        })?;
+        let got = block_on_timeout(timeout_ms, async { s.rx.lock().await.recv().await })?;
         match got {
             None => quiet = FAL_RT_TIMEOUT_EXPIRED,
             Some(None) => quiet = FAL_RT_END,
@@ -192,7 +202,7 @@ pub unsafe extern "C" fn fal_rt_session_close(
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
     boundary(out_error, || {
-        let s = &*not_null(session, "session")?;
+        let s = live(session, "session")?;
         block_on(async { s.tx.lock().await.close().await })??;
         Ok(())
     })
@@ -208,7 +218,7 @@ pub unsafe extern "C" fn fal_rt_session_stats(
     out_stats: *mut fal_rt_stats,
 ) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
-        let s = &*not_null(session, "session")?;
+        let s = live(session, "session")?;
         not_null(out_stats, "out_stats")?;
         let stats = if let Ok(tx) = s.tx.try_lock() {
             tx.stats()
@@ -223,32 +233,37 @@ pub unsafe extern "C" fn fal_rt_session_stats(
 }
 
 /// Free a session: close it with code 1000 if it is still open (waiting at
-/// most 2 s, unless called from a callback), then release it. Accepts NULL.
-/// The option callbacks' finalizer has run when this returns (from a
-/// callback: when the callback returns).
+/// most 2 s; inside a callback the close is sent in the background), then
+/// release it. Accepts NULL. The option callbacks' finalizer has run when this
+/// returns (from a callback: when the callback returns). Outside callbacks the
+/// pointer must not be used again; inside one it stays readable until the
+/// callback returns, and calls on it return `FAL_RT_NOT_CONNECTED`.
 ///
 /// # Safety
 /// `session` is NULL or a handle not freed before; no other thread uses it during the call.
 #[no_mangle]
 pub unsafe extern "C" fn fal_rt_session_free(session: *mut fal_rt_session) {
     boundary_value((), || {
-        if session.is_null() {
+        if session.is_null() || !retire(session) {
             return;
         }
-        let s = Box::from_raw(session);
+        let s = &*session;
         if let Some(g) = &s.options_gate {
             g.close();
         }
+        let tx = s.tx.clone();
+        let close = async move {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), async { tx.lock().await.close().await }).await;
+        };
         if can_block() {
             if let Some(g) = &s.options_gate {
                 g.wait_finalized();
             }
-            let _ = crate::runtime::block_on(async {
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), async { s.tx.lock().await.close().await })
-                        .await;
-            });
+            let _ = crate::runtime::block_on(close);
+        } else {
+            crate::runtime::handle().spawn(close);
         }
-        drop(s);
+        release(session);
     })
 }

@@ -99,6 +99,13 @@ pub struct fal_rt_ws {
     stop: Arc<Notify>,
     handler_gate: Option<Arc<Gate>>,
     options_gate: Option<Arc<Gate>>,
+    dead: std::sync::atomic::AtomicBool,
+}
+
+impl Handle for fal_rt_ws {
+    fn dead(&self) -> &std::sync::atomic::AtomicBool {
+        &self.dead
+    }
 }
 
 async fn read_loop(mut rx: WsReceiver, cbs: Arc<WsCallbacks>, stop: Arc<Notify>) {
@@ -226,6 +233,7 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
             stop: stop.clone(),
             handler_gate: cbs.as_ref().map(|c| c.gate.clone()),
             options_gate: opts.gate.clone(),
+            dead: Default::default(),
         }));
         match cbs {
             Some(cbs) => {
@@ -244,7 +252,7 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
 }
 
 unsafe fn ws_send(ws: *const fal_rt_ws, frame: FfiResult<Frame>) -> FfiResult {
-    let w = &*not_null(ws, "ws")?;
+    let w = live(ws, "ws")?;
     let frame = frame?;
     if can_block() {
         block_on(async { w.tx.lock().await.send(frame).await })??;
@@ -305,7 +313,7 @@ pub unsafe extern "C" fn fal_rt_ws_close(
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
     boundary(out_error, || {
-        let w = &*not_null(ws, "ws")?;
+        let w = live(ws, "ws")?;
         if can_block() {
             block_on(async { w.tx.lock().await.close().await })??;
         } else {
@@ -318,8 +326,10 @@ pub unsafe extern "C" fn fal_rt_ws_close(
 }
 
 /// Pull mode only (connected without a handler; else `FAL_RT_WRONG_MODE`):
-/// wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER`: no limit) for the next data
-/// frame. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
+/// wait up to `timeout_ms` (`FAL_RT_WAIT_FOREVER`: no limit; below -1:
+/// `FAL_RT_INVALID_ARGUMENT`) for the next data frame. Keepalive pings go out
+/// while it waits; a dead peer is `FAL_RT_TIMEOUT`. After any end, sends fail
+/// with `FAL_RT_CLOSED` and later calls return `FAL_RT_END`. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
 /// `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` after a normal close, or an error
 /// (`FAL_RT_CLOSED` with the close code) in `*out_error`. `out_error` is not
 /// written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
@@ -335,7 +345,7 @@ pub unsafe extern "C" fn fal_rt_ws_recv(
 ) -> fal_rt_result {
     let mut quiet = FAL_RT_OK;
     let code = boundary(out_error, || {
-        let w = &*not_null(ws, "ws")?;
+        let w = live(ws, "ws")?;
         not_null(out_frame, "out_frame")?;
         let rx = w.rx.as_ref().ok_or_else(|| {
             Failure::new(
@@ -343,13 +353,7 @@ pub unsafe extern "C" fn fal_rt_ws_recv(
                 "this socket delivers frames to its handler's callbacks",
             )
         })?;
-        let fut = async { rx.lock().await.recv().await };
-        let got = block_on(async {
-            match timeout_of(timeout_ms) {
-                Some(d) => tokio::time::timeout(d, fut).await.ok(),
-                None => Some(fut.await),
-            }
-        })?;
+        let got = block_on_timeout(timeout_ms, async { rx.lock().await.recv().await })?;
         match got {
             None => quiet = FAL_RT_TIMEOUT_EXPIRED,
             Some(None) => quiet = FAL_RT_END,
@@ -376,7 +380,7 @@ pub unsafe extern "C" fn fal_rt_ws_stats(
     out_stats: *mut fal_rt_stats,
 ) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
-        let w = &*not_null(ws, "ws")?;
+        let w = live(ws, "ws")?;
         not_null(out_stats, "out_stats")?;
         let stats = match w.tx.try_lock() {
             Ok(tx) => tx.stats(),
@@ -391,9 +395,11 @@ pub unsafe extern "C" fn fal_rt_ws_stats(
 
 /// Free a socket: close it with code 1000 if still open and release it.
 /// Accepts NULL. Outside callbacks it blocks (at most ~2 s for the close)
-/// until no callback of this socket runs and the finalizers ran; inside a
-/// callback it does not block (no new callback starts; the finalizers run
-/// when the running callback returns). See also `fal_rt_ws_free_nowait`.
+/// until no callback of this socket runs and the finalizers ran, and the
+/// pointer must not be used again; inside a callback it does not block (no
+/// new callback starts; the finalizers run when the running callback returns)
+/// and the handle stays readable until then: calls on it return
+/// `FAL_RT_NOT_CONNECTED`. See also `fal_rt_ws_free_nowait`.
 ///
 /// # Safety
 /// `ws` is NULL or a handle not freed before; no other thread uses it during the call.
@@ -413,11 +419,12 @@ pub unsafe extern "C" fn fal_rt_ws_free_nowait(ws: *mut fal_rt_ws) {
 }
 
 fn free_impl(ws: *mut fal_rt_ws, may_wait: bool) {
-    if ws.is_null() {
+    // SAFETY: the caller hands over a handle not freed before (or freed
+    // inside a callback that is still running: then `retire` says so).
+    if ws.is_null() || !unsafe { retire(ws) } {
         return;
     }
-    // SAFETY: the caller hands over a live handle.
-    let w = unsafe { Box::from_raw(ws) };
+    let w = unsafe { &*ws };
     let gates = [&w.handler_gate, &w.options_gate];
     for g in gates.into_iter().flatten() {
         g.close();
@@ -436,5 +443,6 @@ fn free_impl(ws: *mut fal_rt_ws, may_wait: bool) {
     }
     // Stores a permit if the reader is not waiting right now.
     w.stop.notify_one();
-    drop(w);
+    // SAFETY: retired above, by this call only.
+    unsafe { release(ws) };
 }

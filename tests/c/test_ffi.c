@@ -862,6 +862,200 @@ static void test_ws_pull(void) {
     fal_rt_client_free(client);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Memory safety and end-of-session rules (issue: field reliability)         */
+
+typedef struct {
+    recorder r;
+    fal_rt_result send_rc, close_rc, state_rc, stats_rc;
+    int ran;
+} free_use;
+
+static void free_then_use_on_result(void *ud, const fal_rt_message *m) {
+    (void)m;
+    free_use *fu = (free_use *)ud;
+    if (fu->ran++) return;
+    fal_rt_realtime *c = fu->r.conn;
+    fal_rt_realtime_free(c); /* inside its own callback: deferred */
+    fal_rt_realtime_free(c); /* a second free inside the callback is ignored */
+    const uint8_t mp[] = {0x81, 0xa1, 'a', 0x01};
+    fu->send_rc = fal_rt_realtime_send(c, mp, sizeof mp, NULL);
+    fu->close_rc = fal_rt_realtime_close(c);
+    fal_rt_state st;
+    fu->state_rc = fal_rt_realtime_state(c, &st);
+    fal_rt_stats stats;
+    memset(&stats, 0, sizeof stats);
+    stats.struct_size = sizeof stats;
+    fu->stats_rc = fal_rt_realtime_stats(c, &stats);
+}
+
+static void test_free_then_use_inside_callback(void) {
+    fal_rt_client *client = emulator_client();
+    free_use fu;
+    memset(&fu, 0, sizeof fu);
+    recorder_init(&fu.r);
+    fal_rt_realtime_handler h = rec_handler(&fu.r);
+    h.user_data = &fu;
+    h.on_result = free_then_use_on_result;
+    h.on_state = NULL;
+    h.on_error = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/stream", NULL, &h, &fu.r.conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(fu.r.conn, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&fu.r, &fu.r.freed, 1));
+    CHECK(fu.send_rc == FAL_RT_NOT_CONNECTED);
+    CHECK(fu.close_rc == FAL_RT_NOT_CONNECTED);
+    CHECK(fu.state_rc == FAL_RT_NOT_CONNECTED);
+    CHECK(fu.stats_rc == FAL_RT_NOT_CONNECTED);
+    CHECK(read_int(&fu.r, &fu.r.freed) == 1);
+    fal_rt_client_free(client);
+    recorder_destroy(&fu.r);
+}
+
+typedef struct {
+    recorder r;
+    fal_rt_result send_rc, close_rc, session_rc;
+    fal_rt_session *session;
+    int ran;
+} ws_free_use;
+
+static void ws_free_then_use(void *ud, const uint8_t *data, size_t len, bool is_text) {
+    (void)data, (void)len, (void)is_text;
+    ws_free_use *fu = (ws_free_use *)ud;
+    if (fu->ran++) return;
+    fal_rt_ws *w = fu->r.ws;
+    fal_rt_ws_free(w);
+    fu->send_rc = fal_rt_ws_send_text(w, "after free", NULL);
+    fu->close_rc = fal_rt_ws_close(w, NULL);
+    /* A session freed inside this callback is dead too, not freed memory. */
+    fal_rt_session_free(fu->session);
+    fu->session_rc = fal_rt_session_send_json(fu->session, "{\"a\":1}", NULL);
+}
+
+static void test_ws_and_session_free_then_use_inside_callback(void) {
+    fal_rt_client *client = emulator_client();
+    ws_free_use fu;
+    memset(&fu, 0, sizeof fu);
+    recorder_init(&fu.r);
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &fu.session, NULL), FAL_RT_OK);
+    fal_rt_ws_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &fu;
+    h.on_message = ws_free_then_use;
+    h.free_user_data = rec_free;
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", NULL, &h, &fu.r.ws, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_send_text(fu.r.ws, "hello", NULL), FAL_RT_OK);
+    CHECK(wait_for(&fu.r, &fu.r.freed, 1));
+    CHECK(fu.send_rc == FAL_RT_NOT_CONNECTED);
+    CHECK(fu.close_rc == FAL_RT_NOT_CONNECTED);
+    CHECK(fu.session_rc == FAL_RT_NOT_CONNECTED);
+    fal_rt_client_free(client);
+    recorder_destroy(&fu.r);
+}
+
+/* After the session ended, every send fails with FAL_RT_CLOSED saying why. */
+static void test_session_send_after_end_fails(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *s = NULL;
+    fal_rt_message *m = NULL;
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/control", NULL, &s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_send_json(s, "{\"do\":\"unauthorized\"}", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, &err), FAL_RT_AUTH);
+    CHECK(strstr(fal_rt_error_message(err), "next send") == NULL);
+    fal_rt_error_free(err);
+    err = NULL;
+    CHECK_RC(fal_rt_session_send_json(s, "{\"n\":1}", &err), FAL_RT_CLOSED);
+    CHECK(strstr(fal_rt_error_message(err), "Unauthorized") != NULL);
+    fal_rt_error_free(err);
+    err = NULL;
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_END);
+    fal_rt_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    CHECK_RC(fal_rt_session_stats(s, &st), FAL_RT_OK);
+    CHECK(st.frames_sent == 1);
+    fal_rt_session_free(s);
+
+    /* A normal close by the server: FAL_RT_END, then sends fail. */
+    CHECK_RC(fal_rt_session_connect(client, "demo/control", NULL, &s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_send_json(s, "{\"do\":\"close\",\"code\":1000}", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_END);
+    CHECK_RC(fal_rt_session_send_json(s, "{\"n\":1}", &err), FAL_RT_CLOSED);
+    CHECK(strstr(fal_rt_error_message(err), "1000") != NULL);
+    fal_rt_error_free(err);
+    fal_rt_session_free(s);
+    fal_rt_client_free(client);
+}
+
+static void test_argument_checks(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *s = NULL;
+    fal_rt_message *m = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_recv(s, -2, &m, NULL), FAL_RT_INVALID_ARGUMENT);
+    const uint8_t bad[] = {0x92, 0x01}; /* an array of 2 with 1 element */
+    CHECK_RC(fal_rt_session_send(s, bad, sizeof bad, NULL), FAL_RT_ENCODE);
+    CHECK_RC(fal_rt_session_send(s, NULL, 0, NULL), FAL_RT_ENCODE);
+    fal_rt_session_free(s);
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h = rec_handler(&r);
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &r.conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send(r.conn, bad, sizeof bad, NULL), FAL_RT_ENCODE);
+    const uint8_t empty[1] = {0};
+    CHECK_RC(fal_rt_realtime_send(r.conn, empty, 0, NULL), FAL_RT_ENCODE);
+    fal_rt_realtime_free(r.conn);
+    recorder_destroy(&r);
+    /* A token life under 1 s would refresh in a storm: refused. */
+    fal_rt_connect_options o = no_throttle();
+    o.token_expiration_ms = 1;
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", &o, &s, &err), FAL_RT_INVALID_ARGUMENT);
+    CHECK(strstr(fal_rt_error_message(err), "at least 1 s") != NULL);
+    fal_rt_error_free(err);
+    fal_rt_client_free(client);
+}
+
+/* Keepalive pings go out while recv waits, and pongs come back. */
+static void test_keepalive_pings(void) {
+    static char run_host[128], rest_url[128];
+    snprintf(run_host, sizeof run_host, "ws://%s", emulator_host());
+    snprintf(rest_url, sizeof rest_url, "http://%s", emulator_host());
+    fal_rt_client_options co;
+    memset(&co, 0, sizeof co);
+    co.struct_size = sizeof co;
+    co.key = "test-key";
+    co.run_host = run_host;
+    co.rest_url = rest_url;
+    co.allow_insecure = true;
+    co.ping_interval_ms = 50;
+    co.ping_timeout_ms = 5000;
+    fal_rt_client *client = NULL;
+    CHECK_RC(fal_rt_client_new(&co, &client, NULL), FAL_RT_OK);
+    fal_rt_session *s = NULL;
+    fal_rt_message *m = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &s, NULL), FAL_RT_OK);
+    fal_rt_stats st;
+    for (int i = 0; i < 200; i++) {
+        CHECK_RC(fal_rt_session_recv(s, 20, &m, NULL), FAL_RT_TIMEOUT_EXPIRED);
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        CHECK_RC(fal_rt_session_stats(s, &st), FAL_RT_OK);
+        if (st.pongs_received >= 2) break;
+    }
+    CHECK(st.pings_sent >= 2 && st.pongs_received >= 2);
+    /* An old caller's smaller stats struct gets only the fields it knows. */
+    fal_rt_stats old;
+    memset(&old, 0xab, sizeof old);
+    old.struct_size = (uint32_t)offsetof(fal_rt_stats, pings_sent);
+    CHECK_RC(fal_rt_session_stats(s, &old), FAL_RT_OK);
+    CHECK(old.struct_size == offsetof(fal_rt_stats, pings_sent));
+    CHECK(old.pings_sent == 0xababababababababULL);
+    fal_rt_session_free(s);
+    fal_rt_client_free(client);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"version", test_version},
@@ -886,6 +1080,11 @@ int main(int argc, char **argv) {
         {"session_threads", test_session_threads},
         {"ws_callbacks", test_ws_callbacks},
         {"ws_pull", test_ws_pull},
+        {"free_then_use_inside_callback", test_free_then_use_inside_callback},
+        {"ws_and_session_free_then_use_inside_callback", test_ws_and_session_free_then_use_inside_callback},
+        {"session_send_after_end_fails", test_session_send_after_end_fails},
+        {"argument_checks", test_argument_checks},
+        {"keepalive_pings", test_keepalive_pings},
     };
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
