@@ -32,10 +32,10 @@ pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// (binary or text). Called on the sending thread.
 pub type Encoder = Arc<dyn Fn(bytes::Bytes) -> Result<Frame> + Send + Sync>;
 
-/// A custom decoder: an incoming data frame (binary or text) → msgpack bytes,
-/// which are then classified as usual (results, `x-fal-error`, …). Every
-/// incoming data frame of a realtime connection passes through it, text frames
-/// included, in every door. Called on the thread that reads the frame.
+/// A custom decoder: an incoming binary frame → msgpack bytes, which are then
+/// classified as usual (results, `x-fal-error`, …). Text frames are JSON and
+/// never pass through it (the rule of fal's JS and Python clients), in every
+/// door. Called on the thread that reads the frame.
 pub type Decoder = Arc<dyn Fn(Frame) -> Result<bytes::Bytes> + Send + Sync>;
 
 /// Client configuration. Build with [`ClientConfig::from_env`] or
@@ -140,7 +140,7 @@ pub struct RealtimeOptions {
     pub path: Option<String>,
     /// Custom encoder: msgpack of the input → the frame to send.
     pub encoder: Option<Encoder>,
-    /// Custom decoder: every incoming data frame → msgpack bytes.
+    /// Custom decoder: every incoming binary frame → msgpack bytes (text frames are JSON).
     pub decoder: Option<Decoder>,
     /// Host-supplied token provider, called with `{id}{path}`.
     pub token_provider: Option<Arc<dyn TokenProvider>>,

@@ -233,11 +233,13 @@ pub(crate) async fn close_ws(ws: &mut WsStream, close: CloseAction) {
     .await;
 }
 
-/// Apply the custom decoder (if any), then classify.
+/// Apply the custom decoder (if any) to a binary frame, then classify. Text
+/// frames are JSON and never pass through the decoder: the rule of fal's JS
+/// and Python clients, and of every door of this library.
 pub(crate) fn decode_frame(decoder: &Option<Decoder>, frame: Frame) -> Incoming {
-    match decoder {
-        None => codec::classify(frame),
-        Some(d) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d(frame))) {
+    match (decoder, frame) {
+        (None, frame) | (Some(_), frame @ Frame::Text(_)) => codec::classify(frame),
+        (Some(d), frame) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| d(frame))) {
             Ok(Ok(bytes)) => codec::classify_binary(bytes),
             Ok(Err(e)) => Incoming::Undecodable(Error::new(
                 ErrorKind::Decode,

@@ -133,6 +133,12 @@ struct LoopState {
     reader: bool,
     writer: bool,
     next_id: u64,
+    /// The `call_later` that ends a close's wait for the server's reply: it
+    /// holds a reference to the connection, so it is cancelled once the close
+    /// finished (else the socket and runtime live on for that long).
+    close_timer: Option<Py<PyAny>>,
+    /// The periodic `call_later` that runs keepalive while a recv waits.
+    heartbeat_timer: Option<Py<PyAny>>,
 }
 
 /// The native half of an asyncio connection; wrapped by
@@ -146,6 +152,8 @@ pub struct AsyncConnection {
     closed: AtomicBool,
     encode: Option<Py<PyAny>>,
     ws: bool,
+    /// See `Client::heartbeat`; `None` when keepalive is off.
+    heartbeat: Option<f64>,
     state: Mutex<LoopState>,
 }
 
@@ -181,6 +189,7 @@ impl AsyncConnection {
         event_loop: Py<PyAny>,
         encode: Option<Py<PyAny>>,
         ws: bool,
+        heartbeat: Option<Duration>,
     ) -> Self {
         AsyncConnection {
             rt: Some(rt),
@@ -190,6 +199,7 @@ impl AsyncConnection {
             closed: AtomicBool::new(false),
             encode,
             ws,
+            heartbeat: heartbeat.map(|d| d.as_secs_f64()),
             state: Mutex::new(LoopState::default()),
         }
     }
@@ -237,16 +247,35 @@ impl AsyncConnection {
     fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (want_read, want_write, has_reader, has_writer) = {
+        let (want_read, want_write, has_reader, has_writer, want_beat, has_beat) = {
             let st = this.lock();
             let want_read = st
                 .ops
                 .iter()
                 .any(|op| matches!(op.kind, OpKind::Recv(_) | OpKind::Close(..)));
             let want_write = st.ops.iter().any(|op| matches!(op.kind, OpKind::Send(_)));
-            (want_read, want_write, st.reader, st.writer)
+            let want_beat = st.ops.iter().any(|op| matches!(op.kind, OpKind::Recv(_)));
+            (
+                want_read,
+                want_write,
+                st.reader,
+                st.writer,
+                want_beat,
+                st.heartbeat_timer.is_some(),
+            )
         };
         let lp = this.event_loop.bind(py);
+        match (this.heartbeat, want_beat, has_beat) {
+            (Some(every), true, false) => {
+                let t = lp.call_method1(
+                    intern!(py, "call_later"),
+                    (every, slf.getattr(intern!(py, "_heartbeat"))?),
+                )?;
+                this.lock().heartbeat_timer = Some(t.unbind());
+            }
+            (_, false, true) => this.cancel_heartbeat(py),
+            _ => {}
+        }
         if want_read && !has_reader {
             lp.call_method1(
                 intern!(py, "add_reader"),
@@ -268,7 +297,14 @@ impl AsyncConnection {
         Ok(())
     }
 
+    fn cancel_heartbeat(&self, py: Python<'_>) {
+        if let Some(t) = self.lock().heartbeat_timer.take() {
+            let _ = t.bind(py).call_method0(intern!(py, "cancel"));
+        }
+    }
+
     fn unwatch(&self, py: Python<'_>) {
+        self.cancel_heartbeat(py);
         let (r, w) = {
             let mut st = self.lock();
             let rw = (st.reader, st.writer);
@@ -329,6 +365,9 @@ impl AsyncConnection {
                 OpKind::Close(f, deadline) => {
                     if tick(py, this.rt(), f).is_ready() || now >= *deadline {
                         delivered.push((op.pyfut.clone_ref(py), Ok(py.None().into_bound(py))));
+                        if let Some(t) = this.lock().close_timer.take() {
+                            t.bind(py).call_method0(intern!(py, "cancel"))?;
+                        }
                         true
                     } else {
                         false
@@ -450,18 +489,26 @@ impl AsyncConnection {
         let deadline = Instant::now() + CLOSE_DRAIN;
         let pyfut = Self::enqueue(slf, OpKind::Close(fut, deadline))?;
         // Give up waiting for the reply after CLOSE_DRAIN.
-        this.event_loop.bind(py).call_method1(
+        let timer = this.event_loop.bind(py).call_method1(
             intern!(py, "call_later"),
             (
                 CLOSE_DRAIN.as_secs_f64() + 0.01,
                 slf.getattr(intern!(py, "_pump"))?,
             ),
         )?;
+        this.lock().close_timer = Some(timer.unbind());
         Ok(Some(pyfut))
     }
 
     /// Drive pending operations (the event loop calls this when the socket is ready).
     fn _pump(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::pump(slf)
+    }
+
+    /// The keepalive tick: drive pending operations so the runtime's timers
+    /// (pings, the dead-peer check) run; re-armed while a recv waits.
+    fn _heartbeat(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().lock().heartbeat_timer = None;
         Self::pump(slf)
     }
 

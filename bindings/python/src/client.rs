@@ -112,10 +112,26 @@ fn ws_halves(c: CoreWs) -> Halves {
     Halves::new(Tx::Ws(tx), Rx::Ws(rx))
 }
 
+impl Client {
+    /// How often an asyncio connection with a pending `recv` lets its runtime
+    /// run timers (keepalive pings and the dead-peer check), which the event
+    /// loop would not otherwise wake it for.
+    fn heartbeat(&self) -> Option<std::time::Duration> {
+        let c = self.inner.config();
+        let shortest = match (c.ping_interval, c.ping_timeout) {
+            (Some(i), Some(t)) => i.min(t),
+            (Some(i), None) => i,
+            (None, _) => return None,
+        };
+        Some((shortest / 4).max(std::time::Duration::from_millis(5)))
+    }
+}
+
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (key=None, run_host=None, rest_url=None, ca_file=None, allow_insecure_ws=false, open_timeout=None, max_message_size=None))]
+    #[pyo3(signature = (key=None, run_host=None, rest_url=None, ca_file=None, allow_insecure_ws=false, open_timeout=None, max_message_size=None, ping_interval=Some(20.0), ping_timeout=Some(20.0)))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         key: Option<String>,
         run_host: Option<String>,
@@ -124,6 +140,8 @@ impl Client {
         allow_insecure_ws: bool,
         open_timeout: Option<f64>,
         max_message_size: Option<usize>,
+        ping_interval: Option<f64>,
+        ping_timeout: Option<f64>,
     ) -> PyResult<Self> {
         let mut cfg = ClientConfig::from_env();
         if let Some(k) = key {
@@ -141,6 +159,12 @@ impl Client {
             cfg.open_timeout = util::seconds("open_timeout", t)?;
         }
         cfg.max_frame_size = max_message_size;
+        cfg.ping_interval = ping_interval
+            .map(|s| util::seconds("ping_interval", s))
+            .transpose()?;
+        cfg.ping_timeout = ping_timeout
+            .map(|s| util::seconds("ping_timeout", s))
+            .transpose()?;
         let inner = fal_realtime::Client::new(cfg).map_err(|e| {
             // Name the Python argument.
             let msg = e.message().replace(
@@ -266,6 +290,7 @@ impl Client {
         }
         .realtime(Some(lp));
         let client = self.inner.clone();
+        let heartbeat = self.heartbeat();
         aio::open(
             py,
             move || -> BoxFut<fal_realtime::Result<RealtimeSession>> {
@@ -273,7 +298,8 @@ impl Client {
             },
             move |py, rt, s: RealtimeSession, lp| {
                 let fd = aio::require_fd(session_fd(&s)).map_err(|e| errors::to_py(py, &e))?;
-                let conn = AsyncConnection::new(rt, realtime_halves(s), fd, lp, encode_message, false);
+                let conn =
+                    AsyncConnection::new(rt, realtime_halves(s), fd, lp, encode_message, false, heartbeat);
                 Ok(Bound::new(py, conn)?.into_any())
             },
         )
@@ -303,6 +329,7 @@ impl Client {
         }
         .ws(Some(lp));
         let client = self.inner.clone();
+        let heartbeat = self.heartbeat();
         aio::open(
             py,
             move || -> BoxFut<fal_realtime::Result<CoreWs>> {
@@ -310,7 +337,7 @@ impl Client {
             },
             move |py, rt, c: CoreWs, lp| {
                 let fd = aio::require_fd(ws_fd(&c)).map_err(|e| errors::to_py(py, &e))?;
-                let conn = AsyncConnection::new(rt, ws_halves(c), fd, lp, None, true);
+                let conn = AsyncConnection::new(rt, ws_halves(c), fd, lp, None, true, heartbeat);
                 Ok(Bound::new(py, conn)?.into_any())
             },
         )

@@ -28,6 +28,10 @@ pub struct PyStats {
     pub inputs_replaced: u64,
     /// The last processing time (seconds) the server reported in a timings message.
     pub last_server_timing: Option<f64>,
+    /// Keepalive pings sent.
+    pub pings_sent: u64,
+    /// Pongs received (answers to keepalive pings).
+    pub pongs_received: u64,
 }
 
 impl From<fal_realtime::Stats> for PyStats {
@@ -44,6 +48,8 @@ impl From<fal_realtime::Stats> for PyStats {
             token_fetches: s.token_fetches,
             inputs_replaced: s.inputs_replaced,
             last_server_timing: s.last_server_timing.map(|d| d.as_secs_f64()),
+            pings_sent: s.pings_sent,
+            pongs_received: s.pongs_received,
         }
     }
 }
@@ -53,7 +59,7 @@ impl PyStats {
     fn __repr__(&self) -> String {
         format!(
             "Stats(frames_sent={}, bytes_sent={}, frames_received={}, bytes_received={}, results={}, \
-             errors={}, connects={}, reconnects={}, token_fetches={}, inputs_replaced={}, last_server_timing={})",
+             errors={}, connects={}, reconnects={}, token_fetches={}, inputs_replaced={}, last_server_timing={}, pings_sent={}, pongs_received={})",
             self.frames_sent,
             self.bytes_sent,
             self.frames_received,
@@ -67,7 +73,9 @@ impl PyStats {
             match self.last_server_timing {
                 Some(t) => format!("{t}"),
                 None => "None".into(),
-            }
+            },
+            self.pings_sent,
+            self.pongs_received,
         )
     }
 
@@ -85,6 +93,8 @@ impl PyStats {
         d.set_item("token_fetches", self.token_fetches)?;
         d.set_item("inputs_replaced", self.inputs_replaced)?;
         d.set_item("last_server_timing", self.last_server_timing)?;
+        d.set_item("pings_sent", self.pings_sent)?;
+        d.set_item("pongs_received", self.pongs_received)?;
         Ok(d)
     }
 }

@@ -276,7 +276,15 @@ class Client:
         ca_file: an extra PEM file of CA certificates to trust beside the system's.
         allow_insecure_ws: allow plain ``ws://`` and ``http://`` (local testing only).
         open_timeout: seconds allowed for the token fetch plus the handshake (default 90).
-        max_message_size: largest accepted incoming frame, in bytes.
+        max_message_size: largest accepted incoming frame and message, in bytes (default
+            16 MiB per frame, 64 MiB per message). A larger one ends the connection
+            (close code 1009) with a ``ClosedError``.
+        ping_interval: keepalive: seconds between WebSocket pings (default 20, as in
+            ``fal_client``); ``None`` disables keepalive. Blocking and asyncio connections
+            ping while a ``recv`` waits; callback connections ping from their task.
+        ping_timeout: keepalive: seconds to wait for any frame after a ping before the
+            connection is declared dead, closed with 1011 and reported as a
+            ``FalTimeoutError`` (default 20); ``None`` never gives up.
     """
 
     def __init__(
@@ -289,6 +297,8 @@ class Client:
         *,
         open_timeout: Optional[float] = None,
         max_message_size: Optional[int] = None,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: Optional[float] = 20.0,
     ) -> None:
         self._native = _native.Client(
             key=key,
@@ -298,6 +308,8 @@ class Client:
             allow_insecure_ws=allow_insecure_ws,
             open_timeout=open_timeout,
             max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
 
     def __repr__(self) -> str:

@@ -62,6 +62,12 @@ class Stats:
     @property
     def last_server_timing(self) -> Optional[float]:
         """The last processing time (seconds) the server reported in a timings message."""
+    @property
+    def pings_sent(self) -> int:
+        """Keepalive pings sent."""
+    @property
+    def pongs_received(self) -> int:
+        """Pongs received (answers to keepalive pings)."""
     def to_dict(self) -> Dict[str, Any]:
         """The counters as a dict."""
 
@@ -148,6 +154,8 @@ class AsyncConnection:
         """Close; ``None`` when done already, else an awaitable."""
     def _pump(self) -> None:
         """Drive pending operations (called by the event loop)."""
+    def _heartbeat(self) -> None:
+        """The keepalive tick while a recv waits (called by the event loop)."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
@@ -168,6 +176,8 @@ class Client:
         allow_insecure_ws: bool = False,
         open_timeout: Optional[float] = None,
         max_message_size: Optional[int] = None,
+        ping_interval: Optional[float] = 20.0,
+        ping_timeout: Optional[float] = 20.0,
     ) -> Self: ...
     @property
     def has_credentials(self) -> bool:
