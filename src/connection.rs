@@ -622,7 +622,7 @@ impl Actor {
                             }
                         }
                         Action::Dead => {
-                            close_ws(&mut ws, CloseAction::Send(1011)).await;
+                            close_ws(&mut ws, CloseAction::Abort(1011)).await;
                             return self.lost(link::keepalive_error(ka.timeout(), Style::Callback));
                         }
                     }

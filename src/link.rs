@@ -105,6 +105,9 @@ pub(crate) enum CloseAction {
     Reply,
     /// We end it: send a close frame with this code and wait for the reply.
     Send(u16),
+    /// The peer is dead: send a close frame with this code if the socket
+    /// takes it at once, and do not wait for a reply that cannot come.
+    Abort(u16),
     /// The socket is gone: nothing to send.
     Drop,
 }
@@ -227,10 +230,21 @@ pub(crate) async fn close_ws(ws: &mut WsStream, close: CloseAction) {
             CloseAction::Reply => {
                 let _ = ws.flush().await;
             }
+            CloseAction::Abort(code) => abort(ws, code).await,
             CloseAction::Drop => {}
         }
     })
     .await;
+}
+
+/// How long an abort may spend writing its close frame.
+const ABORT_WAIT: Duration = Duration::from_millis(100);
+
+async fn abort<S>(sink: &mut S, code: u16)
+where
+    S: futures_util::Sink<WsMessage, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
+    let _ = tokio::time::timeout(ABORT_WAIT, send_close(sink, code)).await;
 }
 
 /// Apply the custom decoder (if any) to a binary frame, then classify. Text
@@ -452,7 +466,7 @@ impl PullRx {
             }
             Action::Dead => {
                 let e = keepalive_error(self.ka.timeout(), Style::Pull);
-                self.end(e.message().to_string(), Some(1011), CloseAction::Send(1011))
+                self.end(e.message().to_string(), Some(1011), CloseAction::Abort(1011))
                     .await;
                 return Some(e);
             }
@@ -480,6 +494,7 @@ impl PullRx {
                 CloseAction::Reply => {
                     let _ = sink.lock().await.flush().await;
                 }
+                CloseAction::Abort(code) => abort(&mut *sink.lock().await, code).await,
                 CloseAction::Drop => {}
             }
         })

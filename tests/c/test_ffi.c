@@ -1056,6 +1056,115 @@ static void test_keepalive_pings(void) {
     fal_rt_client_free(client);
 }
 
+/* ------------------------------------------------------------------------ */
+/* The fault matrix, C doors (FAL_RT_MATRIX=path appends a JSON line per cell) */
+
+typedef struct {
+    const char *name, *input;
+    fal_rt_result kind;
+    uint16_t code;
+    const uint8_t *mp; /* the input as msgpack, for the raw socket */
+    size_t mp_len;
+} fault_case;
+
+static const uint8_t MP0[] = {0x81, 0xa2, 0x64, 0x6f, 0xa6, 0x73, 0x69, 0x6c, 0x65, 0x6e, 0x74};
+static const uint8_t MP1[] = {0x81, 0xa2, 0x64, 0x6f, 0xa5, 0x72, 0x65, 0x73, 0x65, 0x74};
+static const uint8_t MP2[] = {0x81, 0xa2, 0x64, 0x6f, 0xa3, 0x63, 0x75, 0x74};
+static const uint8_t MP3[] = {0x82, 0xa2, 0x64, 0x6f, 0xa9, 0x6f, 0x76, 0x65, 0x72, 0x73, 0x69, 0x7a, 0x65, 0x64, 0xa4, 0x73, 0x69, 0x7a, 0x65, 0xce, 0x00, 0x20, 0x00, 0x00};
+static const uint8_t MP4[] = {0x82, 0xa2, 0x64, 0x6f, 0xa5, 0x63, 0x6c, 0x6f, 0x73, 0x65, 0xa4, 0x63, 0x6f, 0x64, 0x65, 0xcd, 0x0f, 0xa1};
+
+static const fault_case FAULTS[] = {
+    {"server stops answering", "{\"do\":\"silent\"}", FAL_RT_TIMEOUT, 1011, MP0, sizeof MP0},
+    {"connection reset", "{\"do\":\"reset\"}", FAL_RT_CLOSED, 1006, MP1, sizeof MP1},
+    {"cut mid-frame", "{\"do\":\"cut\"}", FAL_RT_CLOSED, 1006, MP2, sizeof MP2},
+    {"oversized frame", "{\"do\":\"oversized\",\"size\":2097152}", FAL_RT_CLOSED, 1009, MP3, sizeof MP3},
+    {"abnormal close 4001", "{\"do\":\"close\",\"code\":4001}", FAL_RT_CLOSED, 4001, MP4, sizeof MP4},
+};
+
+static void matrix_record(const char *door, const char *fault, fal_rt_result kind, uint16_t code, const char *extra) {
+    const char *path = getenv("FAL_RT_MATRIX");
+    if (path == NULL || path[0] == '\0') return;
+    FILE *f = fopen(path, "a");
+    if (f == NULL) return;
+    fprintf(f, "{\"door\":\"%s\",\"fault\":\"%s\",\"outcome\":\"%s (%u)%s\"}\n", door, fault,
+            fal_rt_result_name(kind), (unsigned)code, extra);
+    fclose(f);
+}
+
+static fal_rt_client *fault_client(void) {
+    static char run_host[128], rest_url[128];
+    snprintf(run_host, sizeof run_host, "ws://%s", emulator_host());
+    snprintf(rest_url, sizeof rest_url, "http://%s", emulator_host());
+    fal_rt_client_options co;
+    memset(&co, 0, sizeof co);
+    co.struct_size = sizeof co;
+    co.key = "test-key";
+    co.run_host = run_host;
+    co.rest_url = rest_url;
+    co.allow_insecure = true;
+    co.ping_interval_ms = 200;
+    co.ping_timeout_ms = 400;
+    co.max_frame_size = 1 << 20;
+    fal_rt_client *c = NULL;
+    if (fal_rt_client_new(&co, &c, NULL) != FAL_RT_OK) exit(2);
+    return c;
+}
+
+static void test_fault_matrix(void) {
+    fal_rt_client *client = fault_client();
+    for (size_t i = 0; i < sizeof FAULTS / sizeof FAULTS[0]; i++) {
+        const fault_case *fc = &FAULTS[i];
+        /* Session. */
+        fal_rt_session *s = NULL;
+        fal_rt_message *m = NULL;
+        fal_rt_error *err = NULL;
+        CHECK_RC(fal_rt_session_connect(client, "demo/control", NULL, &s, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_session_send_json(s, fc->input, NULL), FAL_RT_OK);
+        fal_rt_result rc = fal_rt_session_recv(s, WAIT_MS, &m, &err);
+        uint16_t code = fal_rt_error_close_code(err);
+        fal_rt_error_free(err);
+        matrix_record("C session", fc->name, rc, code, "");
+        CHECK(rc == fc->kind && code == fc->code);
+        CHECK_RC(fal_rt_session_send_json(s, "{\"n\":1}", NULL), FAL_RT_CLOSED);
+        fal_rt_session_free(s);
+        /* Raw socket, pull mode. */
+        fal_rt_ws *w = NULL;
+        fal_rt_frame *f = NULL;
+        fal_rt_connect_options o = no_throttle();
+        o.path = "/realtime";
+        err = NULL;
+        CHECK_RC(fal_rt_ws_connect(client, "demo/control", &o, NULL, &w, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_ws_send_binary(w, fc->mp, fc->mp_len, NULL), FAL_RT_OK);
+        rc = fal_rt_ws_recv(w, WAIT_MS, &f, &err);
+        code = fal_rt_error_close_code(err);
+        fal_rt_error_free(err);
+        matrix_record("C ws", fc->name, rc, code, "");
+        CHECK(rc == fc->kind && code == fc->code);
+        CHECK_RC(fal_rt_ws_send_text(w, "x", NULL), FAL_RT_CLOSED);
+        CHECK_RC(fal_rt_ws_recv(w, 0, &f, NULL), FAL_RT_END);
+        fal_rt_ws_free(w);
+        /* Callback: on_error with the kind and code, then the next send recovers. */
+        recorder r;
+        recorder_init(&r);
+        fal_rt_realtime_handler h = rec_handler(&r);
+        fal_rt_connect_options ro = no_throttle();
+        CHECK_RC(fal_rt_realtime_connect(client, "demo/control", &ro, &h, &r.conn, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_realtime_send_json(r.conn, fc->input, NULL), FAL_RT_OK);
+        CHECK(wait_for(&r, &r.errors, 1));
+        pthread_mutex_lock(&r.mu);
+        fal_rt_result kind = r.last_error_kind;
+        uint16_t ccode = r.last_error_close_code;
+        pthread_mutex_unlock(&r.mu);
+        CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":2}", NULL), FAL_RT_OK);
+        CHECK(wait_for(&r, &r.results, 1));
+        matrix_record("C callback", fc->name, kind, ccode, ", recovers");
+        CHECK(kind == fc->kind && ccode == fc->code);
+        fal_rt_realtime_free(r.conn);
+        recorder_destroy(&r);
+    }
+    fal_rt_client_free(client);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"version", test_version},
@@ -1085,6 +1194,7 @@ int main(int argc, char **argv) {
         {"session_send_after_end_fails", test_session_send_after_end_fails},
         {"argument_checks", test_argument_checks},
         {"keepalive_pings", test_keepalive_pings},
+        {"fault_matrix", test_fault_matrix},
     };
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

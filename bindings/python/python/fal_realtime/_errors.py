@@ -38,9 +38,13 @@ class FalRealtimeError(Exception):
         kind: a short stable name of the kind of failure (e.g. ``"server"``).
         status: the HTTP status, for token-endpoint and handshake failures.
         body: what the server said (an HTTP body, or the JSON of an error frame).
+        close_code: the WebSocket close code where the connection ended (e.g. 1006
+            when it dropped, 1009 for an oversized message, 1011 when the server
+            stopped answering keepalive pings), else ``None``.
     """
 
     kind: str = "internal"
+    close_code: Optional[int] = None
 
     def __init__(
         self,
@@ -237,6 +241,8 @@ def _from_core(
             body=body,
         )
     if kind == "closed":
-        return ClosedError(message, close_code, status=status, body=body)
-    cls = _BY_KIND.get(kind, InternalError)
-    return cls(message, status=status, body=body)
+        exc: FalRealtimeError = ClosedError(message, close_code, status=status, body=body)
+    else:
+        exc = _BY_KIND.get(kind, InternalError)(message, status=status, body=body)
+    exc.close_code = close_code
+    return exc

@@ -1,0 +1,121 @@
+"""The fault matrix, Python doors (sync, asyncio, callback, raw WebSocket):
+every socket fault of the emulator's control app gives an error of the right
+class within a bounded time, later sends are refused (pull styles), and the
+callback style recovers on the next send. With ``FAL_RT_MATRIX=path`` each cell
+is appended to ``path`` as a JSON line (``scripts/reliability-report.sh``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import time
+from typing import Any, Dict, Type
+
+import msgpack
+import pytest
+
+import fal_realtime
+from conftest import Emulator
+
+FAULTS: Dict[str, Any] = {
+    "server stops answering": ({"do": "silent"}, fal_realtime.FalTimeoutError, 1011),
+    "connection reset": ({"do": "reset"}, fal_realtime.ClosedError, 1006),
+    "cut mid-frame": ({"do": "cut"}, fal_realtime.ClosedError, 1006),
+    "oversized frame": ({"do": "oversized", "size": 2 << 20}, fal_realtime.ClosedError, 1009),
+    "abnormal close 4001": ({"do": "close", "code": 4001}, fal_realtime.ClosedError, 4001),
+}
+
+
+def record(door: str, fault: str, outcome: str, started: float) -> None:
+    path = os.environ.get("FAL_RT_MATRIX")
+    if path:
+        ms = int((time.monotonic() - started) * 1000)
+        with open(path, "a") as f:
+            f.write(json.dumps({"door": door, "fault": fault, "outcome": outcome, "ms": ms}) + "\n")
+
+
+def outcome(e: BaseException) -> str:
+    code = getattr(e, "close_code", None)
+    kind = getattr(e, "kind", type(e).__name__)
+    return f"{kind} ({code})" if code else str(kind)
+
+
+def client(emu: Emulator) -> fal_realtime.Client:
+    return emu.client(ping_interval=0.2, ping_timeout=0.4, max_message_size=1 << 20, open_timeout=1.5)
+
+
+def check(e: BaseException, cls: Type[BaseException], code: int) -> None:
+    assert isinstance(e, cls), repr(e)
+    assert getattr(e, "close_code", None) == code, repr(e)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_sync(emu: Emulator, fault: str) -> None:
+    inp, cls, code = FAULTS[fault]
+    t = time.monotonic()
+    with client(emu).realtime("owner/control") as conn:
+        conn.send(inp)
+        with pytest.raises(fal_realtime.FalRealtimeError) as e:
+            conn.recv(timeout=15)
+        with pytest.raises(fal_realtime.ClosedError):
+            conn.send({"n": 1})
+    record("Python sync", fault, outcome(e.value), t)
+    check(e.value, cls, code)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_async(emu: Emulator, fault: str) -> None:
+    inp, cls, code = FAULTS[fault]
+    t = time.monotonic()
+    async with client(emu).realtime_async("owner/control") as conn:
+        await conn.send(inp)
+        with pytest.raises(fal_realtime.FalRealtimeError) as e:
+            await asyncio.wait_for(conn.recv(), 15)
+        with pytest.raises(fal_realtime.ClosedError):
+            await conn.send({"n": 1})
+    record("Python asyncio", fault, outcome(e.value), t)
+    check(e.value, cls, code)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_ws(emu: Emulator, fault: str) -> None:
+    inp, cls, code = FAULTS[fault]
+    t = time.monotonic()
+    with client(emu).ws_connect("owner/control", path="/realtime") as ws:
+        ws.send(msgpack.packb(inp))
+        with pytest.raises(fal_realtime.FalRealtimeError) as e:
+            ws.recv(timeout=15)
+        with pytest.raises(fal_realtime.ClosedError):
+            ws.send("x")
+    record("Python ws", fault, outcome(e.value), t)
+    check(e.value, cls, code)
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_callback_recovers(emu: Emulator, fault: str) -> None:
+    inp, cls, code = FAULTS[fault]
+    t = time.monotonic()
+    errors: "queue.Queue[BaseException]" = queue.Queue()
+    results: "queue.Queue[Any]" = queue.Queue()
+    conn = client(emu).connect("owner/control", on_result=results.put, on_error=errors.put, throttle_interval=0)
+    try:
+        conn.send(inp)
+        err = errors.get(timeout=15)
+        conn.send({"n": 2})
+        assert results.get(timeout=15) == {"n": 2}
+        assert conn.stats.connects == 2
+    finally:
+        conn.close()
+    record("Python callback", fault, outcome(err) + ", recovers", t)
+    check(err, cls, code)
+
+
+def test_handshake_stall_times_out(emu: Emulator) -> None:
+    t = time.monotonic()
+    with pytest.raises(fal_realtime.FalTimeoutError) as e:
+        with client(emu).realtime("owner/stall"):
+            pass
+    record("Python sync", "handshake stalls", outcome(e.value), t)
