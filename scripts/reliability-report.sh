@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Regenerates the fault table of tests/RELIABILITY.md: runs the fault-matrix
+# tests of every door (Rust, C, Python) with FAL_RT_MATRIX set, collects the
+# cells they record, and rewrites the table between the markers.
+# Needs the Python venv of scripts/test-python.sh (target/py-venv) for the
+# Python doors; without it those columns say "not run".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT="$ROOT/target/fault-matrix.jsonl"
+rm -f "$OUT"
+export FAL_RT_MATRIX="$OUT"
+
+cargo build -q --release -p fal-realtime -p fal-realtime-emulator
+cargo test -q --test fault_matrix >/dev/null
+
+EMU_LOG=$(mktemp)
+"$ROOT/target/release/fal-realtime" serve --port 0 >"$EMU_LOG" 2>&1 &
+EMU_PID=$!
+trap 'kill $EMU_PID 2>/dev/null || true; rm -f "$EMU_LOG"' EXIT
+HOSTPORT=""
+for _ in $(seq 1 100); do
+  HOSTPORT="$(grep -o 'ws host 127\.0\.0\.1:[0-9]*' "$EMU_LOG" | head -1 | sed 's/ws host //')" || true
+  [ -n "$HOSTPORT" ] && break
+  sleep 0.1
+done
+gcc -std=c11 -O1 -g -Iinclude tests/c/test_ffi.c -o target/fault_matrix_c \
+  -Ltarget/release -lfal_realtime -Wl,-rpath,"$ROOT/target/release" -lpthread
+FAL_RT_EMULATOR="$HOSTPORT" target/fault_matrix_c fault_matrix >/dev/null
+
+if [ -x target/py-venv/bin/python ]; then
+  (cd bindings/python && FAL_REALTIME_EMULATOR="$ROOT/target/release/fal-realtime" \
+    ../../target/py-venv/bin/python -m pytest -p no:cacheprovider -q tests/test_fault_matrix.py >/dev/null)
+fi
+
+python3 - "$OUT" tests/RELIABILITY.md <<'PY'
+import json, sys
+cells = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+doors = ["Rust callback", "Rust pull", "C callback", "C session", "C ws",
+         "Python sync", "Python asyncio", "Python callback", "Python ws"]
+faults = []
+for c in cells:
+    if c["fault"] not in faults:
+        faults.append(c["fault"])
+table = {(c["door"], c["fault"]): c["outcome"] for c in cells}
+lines = ["| fault | " + " | ".join(doors) + " |", "|---" * (len(doors) + 1) + "|"]
+for f in faults:
+    lines.append("| " + f + " | " + " | ".join(table.get((d, f), "·") for d in doors) + " |")
+text = open(sys.argv[2]).read()
+start, end = "<!-- fault-table:start -->", "<!-- fault-table:end -->"
+a, b = text.index(start) + len(start), text.index(end)
+open(sys.argv[2], "w").write(text[:a] + "\n" + "\n".join(lines) + "\n" + text[b:])
+print(f"{len(cells)} cells, {len(faults)} faults, {len(doors)} doors")
+PY
