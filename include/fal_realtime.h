@@ -397,9 +397,11 @@ typedef int32_t (*fal_rt_encode_fn)(void *user_data,
                                     struct fal_rt_buffer *out_frame);
 
 /**
- * A custom decoder: turn an incoming frame (`data`, `len`, borrowed for the
- * call; `is_text` for text frames) into msgpack bytes appended to
- * `out_msgpack`, which are then classified as usual (results, server errors).
+ * A custom decoder: turn an incoming binary frame (`data`, `len`, borrowed
+ * for the call) into msgpack bytes appended to `out_msgpack`, which are then
+ * classified as usual (results, server errors). Text frames are JSON and never
+ * reach the decoder (the rule of fal's JS and Python clients and of every door
+ * of this library), so `is_text` is always false; it stays for ABI stability.
  * Return 0 on success; any other value reports a `FAL_RT_DECODE` error and the
  * connection stays up.
  *
