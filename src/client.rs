@@ -5,17 +5,14 @@
 
 use crate::auth::TokenSource;
 use crate::config::{validate_token_expiration, ClientConfig, RealtimeOptions};
-use crate::connection::{RealtimeConnection, RealtimeHandler};
+use crate::connection::{RealtimeConnection, RealtimeHandler, Registry};
 use crate::endpoint::{self, DefaultPath};
 use crate::error::{Error, ErrorKind, Result};
 use crate::open::{open_target, with_timeout, Endpoint, Target};
 use crate::session::RealtimeSession;
 use crate::ws::{WsConnection, WsOptions};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-
-/// Live keyed connections of one client.
-pub(crate) type Registry = Mutex<HashMap<String, Weak<crate::connection::Inner>>>;
+use std::sync::{Arc, Mutex};
 
 /// The entry point: holds configuration, TLS roots and the connection registry.
 ///

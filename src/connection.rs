@@ -6,7 +6,6 @@
 //! result reaches the handler on the thread that read it (no thread hop), and
 //! a `send` made from inside a callback is written as soon as the callback returns.
 
-use crate::client::Registry;
 use crate::codec::{self, Frame, Incoming, Message};
 use crate::config::{Decoder, Encoder, RealtimeOptions, MIN_TOKEN_EXPIRATION};
 use crate::error::{Error, ErrorKind, Result};
@@ -143,6 +142,9 @@ impl ConnectionState {
         }
     }
 }
+
+/// Live keyed connections of one client (`connection_key` → connection).
+pub(crate) type Registry = Mutex<std::collections::HashMap<String, Weak<Inner>>>;
 
 thread_local! {
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };

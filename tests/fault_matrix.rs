@@ -19,8 +19,13 @@ const BOUND: Duration = Duration::from_secs(15);
 fn record(door: &str, fault: &str, outcome: &str, elapsed: Duration) {
     if let Ok(path) = std::env::var("FAL_RT_MATRIX") {
         use std::io::Write;
-        let line = json!({"door": door, "fault": fault, "outcome": outcome, "ms": elapsed.as_millis() as u64});
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+        let line =
+            json!({"door": door, "fault": fault, "outcome": outcome, "ms": elapsed.as_millis() as u64});
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
         writeln!(f, "{line}").unwrap();
     }
 }
@@ -45,16 +50,36 @@ fn kind_of(e: &fal_realtime::Error) -> String {
 /// A socket fault triggered by a control input: (name, input, expected kind, close code).
 fn socket_faults() -> Vec<(&'static str, Value, ErrorKind, Option<u16>)> {
     vec![
-        ("server stops answering", json!({"do": "silent"}), ErrorKind::Timeout, Some(1011)),
-        ("connection reset", json!({"do": "reset"}), ErrorKind::Closed, Some(1006)),
-        ("cut mid-frame", json!({"do": "cut"}), ErrorKind::Closed, Some(1006)),
+        (
+            "server stops answering",
+            json!({"do": "silent"}),
+            ErrorKind::Timeout,
+            Some(1011),
+        ),
+        (
+            "connection reset",
+            json!({"do": "reset"}),
+            ErrorKind::Closed,
+            Some(1006),
+        ),
+        (
+            "cut mid-frame",
+            json!({"do": "cut"}),
+            ErrorKind::Closed,
+            Some(1006),
+        ),
         (
             "oversized frame",
             json!({"do": "oversized", "size": 2 << 20}),
             ErrorKind::Closed,
             Some(1009),
         ),
-        ("abnormal close 4001", json!({"do": "close", "code": 4001}), ErrorKind::Closed, Some(4001)),
+        (
+            "abnormal close 4001",
+            json!({"do": "close", "code": 4001}),
+            ErrorKind::Closed,
+            Some(4001),
+        ),
     ]
 }
 
@@ -62,7 +87,11 @@ async fn pull_socket_fault(emu: &Emulator, input: &Value) -> fal_realtime::Error
     let c = Client::new(cfg(&emu.ws_host())).unwrap();
     let mut s = c.connect("me/control", RealtimeOptions::default()).await.unwrap();
     s.send(input).await.unwrap();
-    let e = timeout(BOUND, s.recv()).await.expect("bounded").expect("an item").unwrap_err();
+    let e = timeout(BOUND, s.recv())
+        .await
+        .expect("bounded")
+        .expect("an item")
+        .unwrap_err();
     let later = s.send(&json!({"n": 1})).await.unwrap_err();
     assert_eq!(later.kind(), ErrorKind::Closed, "{later}");
     e
@@ -98,7 +127,12 @@ async fn rust_callback_socket_faults_and_recovery() {
         let e = rec.errors()[0].clone();
         conn.send(&json!({"n": 2})).unwrap();
         wait_until("recovery", || rec.n_results() >= 1).await;
-        record("Rust callback", name, &format!("{}, recovers", kind_of(&e)), t.elapsed());
+        record(
+            "Rust callback",
+            name,
+            &format!("{}, recovers", kind_of(&e)),
+            t.elapsed(),
+        );
         assert_eq!((e.kind(), e.close_code()), (kind, code), "{name}: {e}");
         assert_eq!(conn.stats().connects, 2);
     }
@@ -116,7 +150,12 @@ async fn late_pongs_within_the_timeout_are_not_an_error() {
     let m = timeout(BOUND, s.recv()).await.unwrap().unwrap().unwrap();
     assert_eq!(m.to_value().unwrap()["do"].as_str(), Some("pause"));
     assert!(s.stats().pings_sent >= 2);
-    record("Rust pull", "pongs late (within the timeout)", "no error, result delivered", t.elapsed());
+    record(
+        "Rust pull",
+        "pongs late (within the timeout)",
+        "no error, result delivered",
+        t.elapsed(),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,25 +163,47 @@ async fn handshake_stall_and_token_endpoint_faults() {
     let emu = emulator().await;
     let c = Client::new(cfg(&emu.ws_host())).unwrap();
     let t = Instant::now();
-    let e = c.connect("me/stall", RealtimeOptions::default()).await.err().unwrap();
+    let e = c
+        .connect("me/stall", RealtimeOptions::default())
+        .await
+        .err()
+        .unwrap();
     record("Rust pull", "handshake stalls", &kind_of(&e), t.elapsed());
     assert_eq!(e.kind(), ErrorKind::Timeout);
     let cases = [
-        ("token: unexpected body", TokenFault::Body(r#"{"weird":1}"#.into()), ErrorKind::Http),
-        ("token: HTTP 500", TokenFault::Status(500, "boom".into()), ErrorKind::Http),
-        ("token: HTTP 401", TokenFault::Status(401, "no".into()), ErrorKind::Auth),
+        (
+            "token: unexpected body",
+            TokenFault::Body(r#"{"weird":1}"#.into()),
+            ErrorKind::Http,
+        ),
+        (
+            "token: HTTP 500",
+            TokenFault::Status(500, "boom".into()),
+            ErrorKind::Http,
+        ),
+        (
+            "token: HTTP 401",
+            TokenFault::Status(401, "no".into()),
+            ErrorKind::Auth,
+        ),
         ("token: hangs", TokenFault::Hang, ErrorKind::Timeout),
         ("token: connection reset", TokenFault::Reset, ErrorKind::Connect),
     ];
     for (name, fault, kind) in cases {
         emu.set_token_fault(fault);
         let t = Instant::now();
-        let e = c.connect("me/echo", RealtimeOptions::default()).await.err().unwrap();
+        let e = c
+            .connect("me/echo", RealtimeOptions::default())
+            .await
+            .err()
+            .unwrap();
         record("Rust pull", name, &kind_of(&e), t.elapsed());
         assert_eq!(e.kind(), kind, "{name}: {e}");
         // The callback style reports the same through on_error.
         let rec = Recorder::default();
-        let conn = c.realtime("me/echo", RealtimeOptions::default(), rec.clone()).unwrap();
+        let conn = c
+            .realtime("me/echo", RealtimeOptions::default(), rec.clone())
+            .unwrap();
         conn.send(&json!({"n": 1})).unwrap();
         wait_until(name, || rec.n_errors() >= 1).await;
         record("Rust callback", name, &kind_of(&rec.errors()[0]), t.elapsed());
@@ -169,7 +230,12 @@ async fn network_conditions_through_the_fault_proxy() {
         let m = timeout(BOUND, s.recv()).await.unwrap().unwrap().unwrap();
         assert_eq!(m.to_value().unwrap()["i"].as_i64(), Some(i));
     }
-    record("Rust pull", "latency 40 ms ± 10 ms", "20/20 results in order", t.elapsed());
+    record(
+        "Rust pull",
+        "latency 40 ms ± 10 ms",
+        "20/20 results in order",
+        t.elapsed(),
+    );
     proxy.set_latency(Duration::ZERO, Duration::ZERO);
 
     // A stall (TCP up, nothing forwarded): keepalive detects it.
@@ -197,5 +263,10 @@ async fn network_conditions_through_the_fault_proxy() {
     assert_eq!(e.kind(), ErrorKind::Closed, "{e}");
     conn.send(&json!({"i": 2})).unwrap();
     wait_until("recovery", || rec.n_results() >= 2).await;
-    record("Rust callback", "cut mid-frame (proxy)", &format!("{}, recovers", kind_of(&e)), t.elapsed());
+    record(
+        "Rust callback",
+        "cut mid-frame (proxy)",
+        &format!("{}, recovers", kind_of(&e)),
+        t.elapsed(),
+    );
 }

@@ -69,7 +69,11 @@ async fn accounting(conns: usize, msgs: usize) {
             let mut seen = HashSet::new();
             for i in 0..msgs {
                 s.send(&json!({"request_id": format!("p{k}-{i}")})).await.unwrap();
-                let m = timeout(Duration::from_secs(30), s.recv()).await.unwrap().unwrap().unwrap();
+                let m = timeout(Duration::from_secs(30), s.recv())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
                 assert!(seen.insert(m.request_id().unwrap().to_string()), "duplicate");
             }
             s.close().await.unwrap();
@@ -141,13 +145,18 @@ async fn cycles(n: usize) -> (usize, usize, usize, usize, usize, usize) {
         s.send(&json!({"i": i})).await.unwrap();
         s.recv().await.unwrap().unwrap();
         s.close().await.unwrap();
-        assert!(timeout(Duration::from_secs(10), s.recv()).await.unwrap().is_none());
+        assert!(timeout(Duration::from_secs(10), s.recv())
+            .await
+            .unwrap()
+            .is_none());
         let mut w = c.ws_connect("me/echo", WsOptions::default()).await.unwrap();
         w.send_text("x").await.unwrap();
         w.recv().await.unwrap().unwrap();
         w.close().await.unwrap();
         let rec = Recorder::default();
-        let conn = c.realtime("me/echo", RealtimeOptions::default(), rec.clone()).unwrap();
+        let conn = c
+            .realtime("me/echo", RealtimeOptions::default(), rec.clone())
+            .unwrap();
         conn.send(&json!({"i": i})).unwrap();
         wait_until("result", || rec.n_results() == 1).await;
         conn.shutdown().await;
@@ -177,7 +186,10 @@ async fn soak_smoke_fds_and_threads_stay_flat() {
 async fn soak_full_1000_connections_x_1000_messages() {
     let t = std::time::Instant::now();
     accounting(1000, 1000).await;
-    println!("soak: 2 x 1000 connections x 1000 round trips in {:.1} s", t.elapsed().as_secs_f64());
+    println!(
+        "soak: 2 x 1000 connections x 1000 round trips in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
