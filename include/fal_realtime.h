@@ -875,9 +875,9 @@ void fal_rt_client_free(struct fal_rt_client *client);
  *
  * Ownership of `handler->user_data` and `options->callbacks_user_data` passes
  * to the library for each struct this call can read (see the rules at the
- * top); their finalizers then run exactly once, also on failure. Fails with
- * `FAL_RT_BAD_STRUCT_SIZE` when `handler->struct_size` is too small: then
- * neither finalizer is called.
+ * top); their finalizers then run exactly once, also on failure. A struct
+ * the call cannot read (`FAL_RT_BAD_STRUCT_SIZE`, NULL handler) is not
+ * taken and its finalizer is not called; the other one's still runs.
  *
  * # Safety
  * `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and

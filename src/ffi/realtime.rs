@@ -120,9 +120,9 @@ impl Handle for fal_rt_realtime {
 ///
 /// Ownership of `handler->user_data` and `options->callbacks_user_data` passes
 /// to the library for each struct this call can read (see the rules at the
-/// top); their finalizers then run exactly once, also on failure. Fails with
-/// `FAL_RT_BAD_STRUCT_SIZE` when `handler->struct_size` is too small: then
-/// neither finalizer is called.
+/// top); their finalizers then run exactly once, also on failure. A struct
+/// the call cannot read (`FAL_RT_BAD_STRUCT_SIZE`, NULL handler) is not
+/// taken and its finalizer is not called; the other one's still runs.
 ///
 /// # Safety
 /// `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and
@@ -137,16 +137,23 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
     boundary(out_error, || {
-        let h: fal_rt_realtime_handler =
-            read_versioned(handler, "handler", std::mem::size_of::<fal_rt_realtime_handler>())?;
-        let handler_gate = Arc::new(Gate::new(h.free_user_data.map(|f| f as FreeFn), h.user_data));
-        let opts = match read_connect_options(options) {
-            Ok(o) => o,
-            Err(f) => {
-                handler_gate.close();
+        // Both structs are read first: each one that can be read is owned
+        // from here on, and released (its finalizer run) if the call fails.
+        let h = read_versioned(handler, "handler", std::mem::size_of::<fal_rt_realtime_handler>());
+        let (h, opts) = match (h, read_connect_options(options)) {
+            (Ok(h), Ok(o)) => (h, o),
+            (Err(f), Ok(o)) => {
+                super::session::release_failed(&o);
                 return Err(f);
             }
+            (Ok(h), Err(f)) => {
+                Gate::new(h.free_user_data.map(|f| f as FreeFn), h.user_data).close();
+                return Err(f);
+            }
+            (Err(f), Err(_)) => return Err(f),
         };
+        let h: fal_rt_realtime_handler = h;
+        let handler_gate = Arc::new(Gate::new(h.free_user_data.map(|f| f as FreeFn), h.user_data));
         let fail = |f: Failure, opts: &ConnectOptions| {
             handler_gate.close();
             opts.release();

@@ -172,16 +172,20 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
     boundary(out_error, || {
+        // Both structs are read first: each one that can be read is owned
+        // from here on, and released (its finalizer run) if the call fails.
         let cbs = if handler.is_null() {
-            None
+            Ok(None)
         } else {
-            let h: fal_rt_ws_handler =
-                read_versioned(handler, "handler", std::mem::size_of::<fal_rt_ws_handler>())?;
-            Some(Arc::new(WsCallbacks {
-                h,
-                ud: UserData(h.user_data),
-                gate: Arc::new(Gate::new(h.free_user_data.map(|f| f as FreeFn), h.user_data)),
-            }))
+            read_versioned(handler, "handler", std::mem::size_of::<fal_rt_ws_handler>()).map(
+                |h: fal_rt_ws_handler| {
+                    Some(Arc::new(WsCallbacks {
+                        h,
+                        ud: UserData(h.user_data),
+                        gate: Arc::new(Gate::new(h.free_user_data.map(|f| f as FreeFn), h.user_data)),
+                    }))
+                },
+            )
         };
         let release_handler = |cbs: &Option<Arc<WsCallbacks>>| {
             if let Some(c) = cbs {
@@ -191,12 +195,17 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
                 }
             }
         };
-        let opts = match read_connect_options(options) {
-            Ok(o) => o,
-            Err(f) => {
-                release_handler(&cbs);
+        let (cbs, opts) = match (cbs, read_connect_options(options)) {
+            (Ok(c), Ok(o)) => (c, o),
+            (Err(f), Ok(o)) => {
+                release_failed(&o);
                 return Err(f);
             }
+            (Ok(c), Err(f)) => {
+                release_handler(&c);
+                return Err(f);
+            }
+            (Err(f), Err(_)) => return Err(f),
         };
         let connect = || -> FfiResult<crate::WsConnection> {
             let client = &*not_null(client, "client")?;

@@ -1165,6 +1165,40 @@ static void test_fault_matrix(void) {
     fal_rt_client_free(client);
 }
 
+/* Each struct the connect can read is owned (its finalizer runs on failure);
+ * one it cannot read (struct_size 0) is not. */
+static void test_finalizers_on_failed_connect(void) {
+    fal_rt_client *client = emulator_client();
+    recorder hr, orr;
+    recorder_init(&hr);
+    recorder_init(&orr);
+    fal_rt_realtime_handler h = rec_handler(&hr);
+    fal_rt_connect_options o = no_throttle();
+    o.callbacks_user_data = &orr;
+    o.free_callbacks_user_data = rec_free;
+    fal_rt_realtime *conn = NULL;
+    h.struct_size = 0;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_BAD_STRUCT_SIZE);
+    CHECK(hr.freed == 0 && orr.freed == 1);
+    h.struct_size = sizeof h;
+    o.struct_size = 0;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_BAD_STRUCT_SIZE);
+    CHECK(hr.freed == 1 && orr.freed == 1);
+    o.struct_size = sizeof o;
+    CHECK_RC(fal_rt_realtime_connect(client, "bad id", &o, &h, &conn, NULL), FAL_RT_INVALID_ARGUMENT);
+    CHECK(hr.freed == 2 && orr.freed == 2);
+    fal_rt_ws_handler wh;
+    memset(&wh, 0, sizeof wh);
+    wh.user_data = &hr;
+    wh.free_user_data = rec_free;
+    fal_rt_ws *ws = NULL;
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", &o, &wh, &ws, NULL), FAL_RT_BAD_STRUCT_SIZE);
+    CHECK(hr.freed == 2 && orr.freed == 3);
+    fal_rt_client_free(client);
+    recorder_destroy(&hr);
+    recorder_destroy(&orr);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"version", test_version},
@@ -1195,6 +1229,7 @@ int main(int argc, char **argv) {
         {"argument_checks", test_argument_checks},
         {"keepalive_pings", test_keepalive_pings},
         {"fault_matrix", test_fault_matrix},
+        {"finalizers_on_failed_connect", test_finalizers_on_failed_connect},
     };
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
 }
