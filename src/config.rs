@@ -95,7 +95,8 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// Defaults, with credentials from `FAL_KEY` (or `FAL_KEY_ID` + `FAL_KEY_SECRET`),
     /// the run host from `FAL_RUN_HOST` and the REST URL from `FAL_REST_URL`.
-    /// `SSL_CERT_FILE` is honoured when the system roots are loaded.
+    /// `SSL_CERT_FILE` / `SSL_CERT_DIR` are honoured when the system roots are
+    /// loaded: once per process, by the first client that needs TLS.
     pub fn from_env() -> Self {
         let mut c = ClientConfig {
             credentials: Credentials::from_env(),

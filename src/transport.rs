@@ -28,14 +28,32 @@ pub(crate) fn raw_fd(ws: &WsStream) -> Option<std::os::fd::RawFd> {
     }
 }
 
-/// Build the rustls client configuration: the system roots (honouring
-/// `SSL_CERT_FILE` / `SSL_CERT_DIR`) plus an optional extra CA file.
+/// The system roots (honouring `SSL_CERT_FILE` / `SSL_CERT_DIR`), parsed once
+/// per process: loading them costs milliseconds, and every client needs them.
+fn native_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: once_cell::sync::OnceCell<rustls::RootCertStore> = once_cell::sync::OnceCell::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        roots
+    })
+}
+
+/// Build the rustls client configuration: the system roots (loaded once per
+/// process) plus an optional extra CA file. Without an extra CA file every
+/// client shares one configuration.
 pub(crate) fn tls_config(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    for cert in native.certs {
-        let _ = roots.add(cert);
+    static DEFAULT: once_cell::sync::OnceCell<Arc<rustls::ClientConfig>> = once_cell::sync::OnceCell::new();
+    match extra_ca {
+        None => DEFAULT.get_or_try_init(|| build_tls(None)).cloned(),
+        Some(p) => build_tls(Some(p)),
     }
+}
+
+fn build_tls(extra_ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>> {
+    let mut roots = native_roots().clone();
     if let Some(path) = extra_ca {
         let pem = std::fs::read(path)
             .map_err(|e| Error::invalid(format!("could not read the CA file {}: {e}", path.display())))?;
