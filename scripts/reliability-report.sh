@@ -12,6 +12,8 @@ rm -f "$OUT"
 export FAL_RT_MATRIX="$OUT"
 
 cargo build -q --release -p fal-realtime -p fal-realtime-emulator
+# Programs linked against target/release need the library under its SONAME.
+ln -sfn libfal_realtime.so target/release/libfal_realtime.so.0
 cargo test -q --test fault_matrix >/dev/null
 
 EMU_LOG=$(mktemp)

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # C / C++ / Node stage of scripts/test.sh:
 #   header drift check (pinned cbindgen), release library + emulator build,
-#   C and C++ demos (-Wall -Wextra -Werror, output asserted), the C ABI tests
-#   plain, under AddressSanitizer/UBSan and under valgrind, a pkg-config build
-#   (shared and static), and the Node.js koffi example.
+#   header checks (standalone C11 and C++17 with -pedantic, version macros vs
+#   Cargo.toml), C and C++ demos (-Wall -Wextra -Werror, output asserted), the
+#   C ABI tests and the C++ wrapper's error tests plain, under
+#   AddressSanitizer/UBSan and under valgrind, the install (bindings/c/install.sh:
+#   SONAME, stripped, layout, licences, DESTDIR), a pkg-config build (shared and
+#   static), a CMake find_package build (shared and static, version file), and
+#   the Node.js koffi example.
 # Installs what it needs itself (cbindgen, apt packages if missing, koffi via npm ci).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +27,8 @@ bad() { failed=$((failed + ${2:-1})); echo "FAILED - $1"; }
 
 # ---- tools ---------------------------------------------------------------
 missing=()
-for t in gcc:gcc g++:g++ valgrind:valgrind pkg-config:pkg-config node:nodejs npm:npm; do
+for t in gcc:gcc g++:g++ valgrind:valgrind pkg-config:pkg-config node:nodejs npm:npm cmake:cmake \
+  readelf:binutils strip:binutils file:file; do
   command -v "${t%%:*}" >/dev/null 2>&1 || missing+=("${t#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -39,10 +44,46 @@ else
   bad "include/fal_realtime.h differs from the generated header (run scripts/gen-header.sh)"
 fi
 
+# ---- header checks ---------------------------------------------------------
+# The header compiles on its own, as C11 and as C++17 (with the C++ wrapper).
+printf '#include <fal_realtime.h>\n' >"$TMP/header_only.c"
+if gcc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -Iinclude "$TMP/header_only.c"; then
+  ok "fal_realtime.h compiles standalone as C11 (-pedantic)"
+else
+  bad "fal_realtime.h compiles standalone as C11 (-pedantic)"
+fi
+printf '#include <fal_realtime.h>\n#include <fal_realtime.hpp>\n' >"$TMP/header_only.cpp"
+if g++ -std=c++17 -Wall -Wextra -Werror -pedantic -fsyntax-only -Iinclude -Ibindings/c/include "$TMP/header_only.cpp"; then
+  ok "fal_realtime.h + fal_realtime.hpp compile standalone as C++17 (-pedantic)"
+else
+  bad "fal_realtime.h + fal_realtime.hpp compile standalone as C++17 (-pedantic)"
+fi
+# The header's version macros are the crate's version.
+CRATE_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+hdr_macro() { sed -n "s/^#define FAL_RT_VERSION_$1 \(.*\)$/\1/p" include/fal_realtime.h; }
+IFS=. read -r v_major v_minor v_patch <<<"${CRATE_VERSION%%[-+]*}"
+if [ "$(hdr_macro MAJOR)" = "$v_major" ] && [ "$(hdr_macro MINOR)" = "$v_minor" ] &&
+  [ "$(hdr_macro PATCH)" = "$v_patch" ] && [ "$(hdr_macro STRING)" = "\"$CRATE_VERSION\"" ] &&
+  [ "$(hdr_macro NUMBER)" = "$((v_major * 10000 + v_minor * 100 + v_patch))" ]; then
+  ok "header FAL_RT_VERSION_* = Cargo.toml version $CRATE_VERSION"
+else
+  grep '^#define FAL_RT_VERSION_' include/fal_realtime.h || true
+  bad "header FAL_RT_VERSION_* differ from Cargo.toml version $CRATE_VERSION (cbindgen.toml after_includes)"
+fi
+
 # ---- build ---------------------------------------------------------------
 cargo build --release -p fal-realtime -p fal-realtime-emulator
 LIBDIR="$ROOT/target/release"
 EMU_BIN="$ROOT/target/release/fal-realtime"
+soname_of() { readelf -d "$1" | sed -n 's/.*Library soname: \[\(.*\)\].*/\1/p'; }
+SONAME="$(soname_of "$LIBDIR/libfal_realtime.so")"
+if [ "$SONAME" = "libfal_realtime.so.0" ]; then
+  ok "libfal_realtime.so has SONAME $SONAME"
+else
+  bad "libfal_realtime.so has SONAME '${SONAME}', want libfal_realtime.so.0"
+fi
+# Programs linked against target/release load the library under its SONAME.
+[ -n "$SONAME" ] && ln -sfn libfal_realtime.so "$LIBDIR/$SONAME"
 
 "$EMU_BIN" serve --port 0 >"$TMP/emu.log" 2>&1 &
 EMU_PID=$!
@@ -117,22 +158,75 @@ run_tests() {
 gcc "${CFLAGS[@]}" -Itests/c tests/c/test_ffi.c -o "$TMP/test_ffi" "${LINK[@]}"
 gcc "${CFLAGS[@]}" "${SAN[@]}" -Itests/c tests/c/test_ffi.c -o "$TMP/test_ffi_asan" "${LINK[@]}"
 gcc "${CFLAGS[@]}" "${SAN[@]}" bindings/c/examples/realtime_demo.c -o "$TMP/realtime_demo_asan" "${LINK[@]}"
+g++ "${CXXFLAGS[@]}" bindings/c/tests/test_cpp_errors.cpp -o "$TMP/test_cpp_errors" "${LINK[@]}"
+g++ "${CXXFLAGS[@]}" "${SAN[@]}" bindings/c/tests/test_cpp_errors.cpp -o "$TMP/test_cpp_errors_asan" "${LINK[@]}"
 run_tests "C tests" "$TMP/test_ffi"
 run_tests "C tests under ASan/UBSan" "$TMP/test_ffi_asan"
+run_tests "C++ wrapper error tests" "$TMP/test_cpp_errors"
+run_tests "C++ wrapper error tests under ASan/UBSan" "$TMP/test_cpp_errors_asan"
 run_demo "C example under ASan/UBSan" 5 "done: 5 results, 0 errors, 5 frames sent" "$TMP/realtime_demo_asan" "$HOSTPORT" demo/echo 5
 VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
   --show-leak-kinds=definite --suppressions="$ROOT/tests/c/valgrind.supp")
 run_tests "C tests under valgrind" "${VALGRIND[@]}" "$TMP/test_ffi"
+run_tests "C++ wrapper error tests under valgrind" "${VALGRIND[@]}" "$TMP/test_cpp_errors"
 run_demo "C example under valgrind" 5 "done: 5 results, 0 errors, 5 frames sent" "${VALGRIND[@]}" "$TMP/realtime_demo" "$HOSTPORT" demo/echo 5
 
+# ---- install ---------------------------------------------------------------
+PREFIX="$TMP/prefix"
+bindings/c/install.sh "$PREFIX" >/dev/null
+REAL="libfal_realtime.so.$CRATE_VERSION"
+layout_ok=1
+for f in include/fal_realtime.h include/fal_realtime.hpp "lib/$REAL" lib/libfal_realtime.a \
+  lib/pkgconfig/fal-realtime.pc lib/cmake/fal_realtime/fal_realtimeConfig.cmake \
+  lib/cmake/fal_realtime/fal_realtimeConfigVersion.cmake \
+  share/doc/fal-realtime/LICENSE-MIT share/doc/fal-realtime/LICENSE-APACHE; do
+  [ -f "$PREFIX/$f" ] && [ ! -L "$PREFIX/$f" ] || { echo "missing $PREFIX/$f"; layout_ok=0; }
+done
+for l in libfal_realtime.so.0 libfal_realtime.so; do
+  [ "$(readlink "$PREFIX/lib/$l")" = "$REAL" ] || { echo "$PREFIX/lib/$l does not link to $REAL"; layout_ok=0; }
+done
+cmp -s LICENSE-MIT "$PREFIX/share/doc/fal-realtime/LICENSE-MIT" &&
+  cmp -s LICENSE-APACHE "$PREFIX/share/doc/fal-realtime/LICENSE-APACHE" || layout_ok=0
+if [ "$layout_ok" = 1 ]; then
+  ok "install layout (lib/$REAL, .so.0 and .so links, .a, headers, .pc, CMake package, licences)"
+else
+  find "$PREFIX" | sort
+  bad "install layout"
+fi
+if [ "$(soname_of "$PREFIX/lib/$REAL")" = "libfal_realtime.so.0" ]; then
+  ok "installed library has SONAME libfal_realtime.so.0"
+else
+  readelf -d "$PREFIX/lib/$REAL" | head -20 || true
+  bad "installed library has SONAME libfal_realtime.so.0"
+fi
+if ! readelf -S "$PREFIX/lib/$REAL" | grep -q '\.symtab' && file -L "$PREFIX/lib/$REAL" | grep -q ', stripped'; then
+  ok "installed library is stripped"
+else
+  file -L "$PREFIX/lib/$REAL" || true
+  bad "installed library is stripped"
+fi
+if DESTDIR="$TMP/stage" bindings/c/install.sh /opt/fal-realtime >/dev/null &&
+  [ -f "$TMP/stage/opt/fal-realtime/lib/$REAL" ] &&
+  grep -qx 'prefix=/opt/fal-realtime' "$TMP/stage/opt/fal-realtime/lib/pkgconfig/fal-realtime.pc"; then
+  ok "install with DESTDIR (staged, prefix kept)"
+else
+  bad "install with DESTDIR"
+fi
+
 # ---- pkg-config ----------------------------------------------------------
-bindings/c/install.sh "$TMP/prefix" >/dev/null
-export PKG_CONFIG_PATH="$TMP/prefix/lib/pkgconfig"
-if [ "$(pkg-config --modversion fal-realtime)" = "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ]; then
+export PKG_CONFIG_PATH="$PREFIX/lib/pkgconfig"
+if [ "$(pkg-config --modversion fal-realtime)" = "$CRATE_VERSION" ]; then
   # shellcheck disable=SC2046
   gcc "${CFLAGS[@]}" bindings/c/examples/realtime_demo.c -o "$TMP/demo_pkgconfig" \
     $(pkg-config --cflags --libs fal-realtime) -Wl,-rpath,"$TMP/prefix/lib" -lpthread
   run_demo "pkg-config build (shared)" 3 "done: 3 results, 0 errors, 3 frames sent" "$TMP/demo_pkgconfig" "$HOSTPORT" demo/echo 3
+  if readelf -d "$TMP/demo_pkgconfig" | grep -q 'NEEDED.*\[libfal_realtime\.so\.0\]' &&
+    ldd "$TMP/demo_pkgconfig" | grep -q "libfal_realtime\.so\.0 => $PREFIX/lib/"; then
+    ok "pkg-config build (shared) needs libfal_realtime.so.0 from the prefix"
+  else
+    ldd "$TMP/demo_pkgconfig" || true
+    bad "pkg-config build (shared) needs libfal_realtime.so.0 from the prefix"
+  fi
   # shellcheck disable=SC2046
   gcc "${CFLAGS[@]}" bindings/c/examples/realtime_demo.c -o "$TMP/demo_static" \
     $(pkg-config --cflags fal-realtime) -Wl,-Bstatic -lfal_realtime -Wl,-Bdynamic \
@@ -145,6 +239,65 @@ if [ "$(pkg-config --modversion fal-realtime)" = "$(sed -n 's/^version = "\(.*\)
   fi
 else
   bad "pkg-config --modversion fal-realtime"
+fi
+
+# ---- CMake ---------------------------------------------------------------
+# bindings/c/cmake-example: find_package(fal_realtime CONFIG REQUIRED), a
+# shared and a static build of a program checking the library's version.
+CMB="$TMP/cmake-example"
+if cmake -S bindings/c/cmake-example -B "$CMB" -DCMAKE_PREFIX_PATH="$PREFIX" >"$TMP/cmake.log" 2>&1 &&
+  cmake --build "$CMB" >>"$TMP/cmake.log" 2>&1; then
+  ok "CMake find_package build (bindings/c/cmake-example)"
+  if "$CMB/app" >"$TMP/cmake-app.out" 2>&1 && ldd "$CMB/app" | grep -q "libfal_realtime\.so\.0 => $PREFIX/lib/"; then
+    ok "CMake build (fal_realtime::fal_realtime): version matches the header"
+  else
+    cat "$TMP/cmake-app.out"; ldd "$CMB/app" || true
+    bad "CMake build (fal_realtime::fal_realtime)"
+  fi
+  if "$CMB/app_static" >"$TMP/cmake-app.out" 2>&1 && ! ldd "$CMB/app_static" | grep -q libfal_realtime; then
+    ok "CMake build (fal_realtime::fal_realtime_static): version matches the header"
+  else
+    cat "$TMP/cmake-app.out"; ldd "$CMB/app_static" || true
+    bad "CMake build (fal_realtime::fal_realtime_static)"
+  fi
+else
+  cat "$TMP/cmake.log"
+  bad "CMake find_package build (bindings/c/cmake-example)"
+fi
+# The version file: the same 0.MINOR (or MAJOR from 1.0) is accepted, others not.
+mkdir -p "$TMP/cmake-versions"
+cat >"$TMP/cmake-versions/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.10)
+project(fal_rt_versions LANGUAGES C)
+foreach(v IN LISTS WANT)
+  find_package(fal_realtime ${v} CONFIG QUIET)
+  message(STATUS "fal_realtime ${v}: ${fal_realtime_FOUND}")
+  unset(fal_realtime_FOUND)
+  unset(fal_realtime_DIR CACHE)
+endforeach()
+EOF
+if [ "$v_major" = 0 ]; then
+  want_yes="0.$v_minor;$CRATE_VERSION" want_no="0.$((v_minor + 1));1"
+  [ "$v_minor" -gt 0 ] && want_no="$want_no;0.$((v_minor - 1))"
+else
+  want_yes="$v_major;$v_major.$v_minor;$CRATE_VERSION" want_no="$((v_major + 1));$((v_major - 1))"
+fi
+if cmake -S "$TMP/cmake-versions" -B "$TMP/cmake-versions/build" -DCMAKE_PREFIX_PATH="$PREFIX" \
+  "-DWANT=$want_yes;$want_no" >"$TMP/cmake-versions.log" 2>&1; then
+  versions_ok=1
+  IFS=';' read -r -a yes_list <<<"$want_yes"
+  IFS=';' read -r -a no_list <<<"$want_no"
+  for v in "${yes_list[@]}"; do grep -qx -- "-- fal_realtime $v: 1" "$TMP/cmake-versions.log" || versions_ok=0; done
+  for v in "${no_list[@]}"; do grep -qx -- "-- fal_realtime $v: 0" "$TMP/cmake-versions.log" || versions_ok=0; done
+  if [ "$versions_ok" = 1 ]; then
+    ok "CMake version file (accepts $want_yes, refuses $want_no)"
+  else
+    grep -- '-- fal_realtime ' "$TMP/cmake-versions.log" || true
+    bad "CMake version file (accepts $want_yes, refuses $want_no)"
+  fi
+else
+  cat "$TMP/cmake-versions.log"
+  bad "CMake version file"
 fi
 
 # ---- Node.js (koffi) -----------------------------------------------------

@@ -38,13 +38,19 @@ public:
         : std::runtime_error(message), kind_(kind), status_(status), close_code_(close_code),
           body_(std::move(body)) {}
 
-    /// Copy a C error view (borrowed or owned).
+    /// Copy a C error (borrowed or owned; the caller keeps ownership). Without
+    /// one (NULL), the error of kind `fallback` whose message is the kind's name.
     static Error from(const fal_rt_error* e, fal_rt_result fallback = FAL_RT_INTERNAL) {
         if (e == nullptr) return Error(fallback, fal_rt_result_name(fallback));
+        const char* message = fal_rt_error_message(e);
         const char* body = fal_rt_error_body(e);
-        return Error(fal_rt_error_kind(e), fal_rt_error_message(e), fal_rt_error_status(e),
+        fal_rt_result kind = fal_rt_error_kind(e);
+        return Error(kind, message ? message : fal_rt_result_name(kind), fal_rt_error_status(e),
                      fal_rt_error_close_code(e), body ? body : "");
     }
+
+    /// The library's full message (also what()).
+    const char* message() const noexcept { return what(); }
 
     fal_rt_result kind() const noexcept { return kind_; }
     /// Short stable name of the kind, e.g. "server".
@@ -64,12 +70,31 @@ private:
 };
 
 namespace detail {
-/// Throw if `rc` is not FAL_RT_OK, taking ownership of `err`.
-inline void check(fal_rt_result rc, fal_rt_error* err) {
+struct ErrorFree {
+    void operator()(fal_rt_error* e) const noexcept { fal_rt_error_free(e); }
+};
+
+/// Throw if `rc` is not FAL_RT_OK, taking ownership of the error in `err`
+/// (freed exactly once, also when building the exception throws; `err` is
+/// reset to NULL).
+///
+/// `err` is taken by reference on purpose: in
+///     check(fal_rt_x(..., &err), err);
+/// the order in which the two arguments are evaluated is unspecified, so a
+/// by-value `err` may be read before fal_rt_x writes it (GCC does so): the
+/// exception then lost the message and the error leaked. A reference is read
+/// in the body, after the call; passing a temporary does not compile.
+inline void check(fal_rt_result rc, fal_rt_error*& err) {
+    std::unique_ptr<fal_rt_error, ErrorFree> owned(err);
+    err = nullptr;
     if (rc == FAL_RT_OK) return;
-    Error e = Error::from(err, rc);
-    fal_rt_error_free(err);
-    throw e;
+    throw Error::from(owned.get(), rc);
+}
+void check(fal_rt_result rc, fal_rt_error*&& err) = delete;
+
+/// Throw if `rc` is not FAL_RT_OK, for calls without an error out-param.
+inline void check(fal_rt_result rc) {
+    if (rc != FAL_RT_OK) throw Error::from(nullptr, rc);
 }
 
 template <class T>
@@ -143,6 +168,14 @@ struct ClientOptions {
     std::string extra_ca_file;
     bool allow_insecure = false;
     std::chrono::milliseconds open_timeout{0};
+    /// Largest incoming frame and message in bytes; 0: the defaults (16 / 64 MiB).
+    uint64_t max_frame_size = 0;
+    /// Retries of a failed token request; 0: the default (3); negative: none.
+    int32_t token_retries = 0;
+    /// Keepalive ping interval; 0: the default (20 s); negative: no pings.
+    std::chrono::milliseconds ping_interval{0};
+    /// Keepalive: how long to wait for the server after a ping; 0: 20 s; negative: forever.
+    std::chrono::milliseconds ping_timeout{0};
 };
 
 /// The client. Thread-safe; connections outlive it safely.
@@ -156,6 +189,10 @@ public:
         c.extra_ca_file = detail::c_str_or_null(o.extra_ca_file);
         c.allow_insecure = o.allow_insecure;
         c.open_timeout_ms = static_cast<uint32_t>(o.open_timeout.count());
+        c.max_frame_size = o.max_frame_size;
+        c.token_retries = o.token_retries;
+        c.ping_interval_ms = static_cast<int32_t>(o.ping_interval.count());
+        c.ping_timeout_ms = static_cast<int32_t>(o.ping_timeout.count());
         fal_rt_client* raw = nullptr;
         fal_rt_error* err = nullptr;
         detail::check(fal_rt_client_new(&c, &raw, &err), err);
@@ -242,15 +279,15 @@ public:
         detail::check(fal_rt_realtime_send_json(c_.get(), json.c_str(), &err), err);
     }
     /// Close the socket (code 1000); the next send reconnects.
-    void close() { detail::check(fal_rt_realtime_close(c_.get()), nullptr); }
+    void close() { detail::check(fal_rt_realtime_close(c_.get())); }
     fal_rt_state state() const {
         fal_rt_state s = FAL_RT_STATE_IDLE;
-        detail::check(fal_rt_realtime_state(c_.get(), &s), nullptr);
+        detail::check(fal_rt_realtime_state(c_.get(), &s));
         return s;
     }
     fal_rt_stats stats() const {
         fal_rt_stats s = empty_stats();
-        detail::check(fal_rt_realtime_stats(c_.get(), &s), nullptr);
+        detail::check(fal_rt_realtime_stats(c_.get(), &s));
         return s;
     }
     const fal_rt_realtime* get() const noexcept { return c_.get(); }
@@ -311,7 +348,7 @@ public:
     }
     fal_rt_stats stats() const {
         fal_rt_stats s = empty_stats();
-        detail::check(fal_rt_session_stats(s_.get(), &s), nullptr);
+        detail::check(fal_rt_session_stats(s_.get(), &s));
         return s;
     }
 
