@@ -44,7 +44,7 @@ class FalRealtimeError(Exception):
     """
 
     kind: str = "internal"
-    close_code: Optional[int] = None
+    close_code: Optional[int]
 
     def __init__(
         self,
@@ -57,6 +57,7 @@ class FalRealtimeError(Exception):
         self.message = message
         self.status = status
         self.body = body
+        self.close_code = None
 
     def __str__(self) -> str:
         return self.message
@@ -165,6 +166,7 @@ class ClosedError(RealtimeError):
     ) -> None:
         self.code = code
         super().__init__("CONNECTION_CLOSED", reason, {"code": code}, status=status, body=body)
+        self.close_code = code
 
 
 class DecodeError(FalRealtimeError, ValueError):
