@@ -111,8 +111,11 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-/// Decode msgpack bytes into a dynamic value; the whole buffer must be one value.
+/// Decode msgpack bytes into a dynamic value; the whole buffer must be one
+/// value. Accepts exactly what the scanner ([`peek`]) accepts: the reserved
+/// byte 0xc1 and nesting deeper than [`MAX_DEPTH`] are errors in both.
 pub fn decode_value(bytes: &[u8]) -> Result<rmpv::Value> {
+    peek(bytes)?;
     let mut rd = bytes;
     let v = rmpv::decode::read_value(&mut rd)
         .map_err(|e| Error::new(ErrorKind::Decode, format!("invalid msgpack: {e}")))?;
@@ -166,13 +169,15 @@ fn json_to_value(v: serde_json::Value) -> rmpv::Value {
 
 /// Render msgpack as JSON text, keeping map keys in their order. Binary
 /// becomes an array of byte values; map keys that are not strings are
-/// rendered as their JSON text; NaN and infinities become `null`; ext values
+/// rendered as their JSON text (nested at most [`MAX_KEY_NESTING`] deep: each
+/// level escapes the one inside it, so deeper keys would grow exponentially
+/// and are a [`ErrorKind::Decode`] error); NaN and infinities become `null`; ext values
 /// become `{"ext_type": t, "data": [...]}`. Written straight into the output
 /// (no intermediate JSON tree), so memory stays proportional to the output.
 pub fn msgpack_to_json(bytes: &[u8]) -> Result<String> {
     let v = decode_value(bytes)?;
     let mut out = Vec::with_capacity(bytes.len().saturating_mul(2).min(1 << 20) + 16);
-    write_json(&mut out, &v);
+    write_json(&mut out, &v, 0)?;
     // Only ASCII and serde_json-escaped UTF-8 were written.
     String::from_utf8(out)
         .map_err(|_| Error::new(ErrorKind::Internal, "JSON rendering produced invalid UTF-8"))
@@ -211,7 +216,11 @@ fn write_f64_json(out: &mut Vec<u8>, f: f64) {
     }
 }
 
-fn write_json(out: &mut Vec<u8>, v: &rmpv::Value) {
+/// How deep map keys that are not strings may nest inside such keys when
+/// rendered as JSON.
+pub const MAX_KEY_NESTING: usize = 4;
+
+fn write_json(out: &mut Vec<u8>, v: &rmpv::Value, key_nesting: usize) -> Result<()> {
     use rmpv::Value as V;
     use std::io::Write;
     match v {
@@ -236,7 +245,7 @@ fn write_json(out: &mut Vec<u8>, v: &rmpv::Value) {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_json(out, x);
+                write_json(out, x, key_nesting)?;
             }
             out.push(b']');
         }
@@ -252,13 +261,21 @@ fn write_json(out: &mut Vec<u8>, v: &rmpv::Value) {
                         None => write_str_json(out, &String::from_utf8_lossy(s.as_bytes())),
                     },
                     other => {
+                        if key_nesting >= MAX_KEY_NESTING {
+                            return Err(Error::new(
+                                ErrorKind::Decode,
+                                format!(
+                                    "map keys nested more than {MAX_KEY_NESTING} deep inside other map keys cannot be rendered as JSON"
+                                ),
+                            ));
+                        }
                         let mut key = Vec::new();
-                        write_json(&mut key, other);
+                        write_json(&mut key, other, key_nesting + 1)?;
                         write_str_json(out, &String::from_utf8_lossy(&key));
                     }
                 }
                 out.push(b':');
-                write_json(out, x);
+                write_json(out, x, key_nesting)?;
             }
             out.push(b'}');
         }
@@ -268,6 +285,7 @@ fn write_json(out: &mut Vec<u8>, v: &rmpv::Value) {
             out.push(b'}');
         }
     }
+    Ok(())
 }
 
 /// Check that `bytes` are exactly one well-formed msgpack value (what every
@@ -287,7 +305,9 @@ pub fn validate_input(bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Convert a msgpack value to a JSON value (lossy for bin and ext).
+/// Convert a msgpack value to a JSON value (lossy for bin and ext; a map key
+/// nested deeper than [`MAX_KEY_NESTING`] inside other keys becomes
+/// `"<map key nested too deep>"`).
 pub fn value_to_json(v: &rmpv::Value) -> serde_json::Value {
     use rmpv::Value as V;
     use serde_json::Value as J;
@@ -317,7 +337,14 @@ pub fn value_to_json(v: &rmpv::Value) -> serde_json::Value {
                             || String::from_utf8_lossy(s.as_bytes()).into_owned(),
                             str::to_string,
                         ),
-                        other => value_to_json(other).to_string(),
+                        // The same text (and nesting bound) as `msgpack_to_json`.
+                        other => {
+                            let mut key = Vec::new();
+                            match write_json(&mut key, other, 1) {
+                                Ok(()) => String::from_utf8_lossy(&key).into_owned(),
+                                Err(_) => "<map key nested too deep>".to_string(),
+                            }
+                        }
                     };
                     (key, value_to_json(v))
                 })
@@ -329,6 +356,11 @@ pub fn value_to_json(v: &rmpv::Value) -> serde_json::Value {
 
 // ---------------------------------------------------------------------------
 // Zero-copy scanner
+
+/// The deepest nesting of arrays and maps accepted anywhere (the top-level
+/// value is depth 0). Below the decoder's own limit, so the scanner and the
+/// decoder agree on every input.
+pub const MAX_DEPTH: usize = 256;
 
 /// Fields of a top-level map that matter for classification, borrowed from the frame.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -388,7 +420,7 @@ impl<'a> Scanner<'a> {
             0xdb => self.uint(4)?,
             _ => {
                 self.pos = start;
-                self.skip(0)?;
+                self.skip(1)?;
                 return Ok(None);
             }
         };
@@ -411,9 +443,23 @@ impl<'a> Scanner<'a> {
                 Some(f64::from_be_bytes(a))
             }
             0x00..=0x7f => Some(m as f64),
+            0xe0..=0xff => Some((m as i8) as f64),
+            0xcc | 0xcd | 0xce | 0xcf => {
+                let n = 1usize << (m - 0xcc);
+                let s = self.take(n)?;
+                Some(s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)) as f64)
+            }
+            0xd0 | 0xd1 | 0xd2 | 0xd3 => {
+                let n = 1usize << (m - 0xd0);
+                let s = self.take(n)?;
+                let u = s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
+                // Sign-extend from n bytes.
+                let shift = 64 - 8 * n as u32;
+                Some((((u << shift) as i64) >> shift) as f64)
+            }
             _ => {
                 self.pos = start;
-                self.skip(0)?;
+                self.skip(1)?;
                 None
             }
         };
@@ -422,7 +468,7 @@ impl<'a> Scanner<'a> {
 
     /// Skip one value; `depth` guards against hostile nesting.
     fn skip(&mut self, depth: usize) -> Result<()> {
-        if depth > 512 {
+        if depth > MAX_DEPTH {
             return Err(Error::new(ErrorKind::Decode, "invalid msgpack: nesting too deep"));
         }
         let m = self.byte()?;
@@ -498,7 +544,7 @@ pub fn peek(buf: &[u8]) -> Result<Peek<'_>> {
                     Some("reason") => p.reason = sc.str_or_skip()?,
                     Some("request_id") => p.request_id = sc.str_or_skip()?,
                     Some("timing") => p.timing = sc.f64_or_skip()?,
-                    _ => sc.skip(0)?,
+                    _ => sc.skip(1)?,
                 }
             }
         }
@@ -583,21 +629,6 @@ pub fn classify_binary(bytes: Bytes) -> Incoming {
     control.unwrap_or(Incoming::Result(Message { bytes }))
 }
 
-/// The fields of a JSON text frame that matter for classification.
-#[derive(serde::Deserialize, Default)]
-struct JsonPeek<'a> {
-    #[serde(rename = "type", borrow, default)]
-    type_: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    status: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    error: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    reason: Option<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
-    timing: Option<f64>,
-}
-
 /// Classify a text (JSON) frame. A JSON result is converted to msgpack.
 pub fn classify_text(text: &str) -> Incoming {
     let value: serde_json::Value = match serde_json::from_str(text) {
@@ -609,17 +640,18 @@ pub fn classify_text(text: &str) -> Incoming {
             ))
         }
     };
-    if value.is_object() {
-        // Cheap second pass that borrows; ignores fields of unexpected types.
-        let jp: JsonPeek<'_> = serde_json::from_str(text).unwrap_or_default();
+    if let Some(obj) = value.as_object() {
+        // Field by field, as the binary scanner does: a field of an unexpected
+        // type is ignored on its own (duplicates: the last one counts, in both).
+        let s = |k: &str| obj.get(k).and_then(serde_json::Value::as_str);
         let p = Peek {
             is_map: true,
-            type_: jp.type_.as_deref(),
-            status: jp.status.as_deref(),
-            error: jp.error.as_deref(),
-            reason: jp.reason.as_deref(),
+            type_: s("type"),
+            status: s("status"),
+            error: s("error"),
+            reason: s("reason"),
             request_id: None,
-            timing: jp.timing,
+            timing: obj.get("timing").and_then(serde_json::Value::as_f64),
         };
         if let Some(c) = classify_peek(&p, || text.to_string()) {
             return c;
@@ -777,6 +809,56 @@ mod tests {
         );
         let parsed: serde_json::Value = serde_json::from_str(&j).unwrap();
         assert_eq!(parsed["b"][5], 255);
+    }
+
+    #[test]
+    fn fuzz_findings_stay_fixed() {
+        // 1a: the reserved byte is rejected by the decoder as by the scanner.
+        assert!(decode_value(&[0xc1]).is_err());
+        // 1b: nesting: accepted by both up to MAX_DEPTH, rejected by both past it.
+        let deep = |n: usize| {
+            let mut v = vec![0x91u8; n];
+            v.push(0x01);
+            v
+        };
+        assert!(peek(&deep(MAX_DEPTH)).is_ok() && decode_value(&deep(MAX_DEPTH)).is_ok());
+        assert!(peek(&deep(MAX_DEPTH + 1)).is_err() && decode_value(&deep(MAX_DEPTH + 1)).is_err());
+        let mut in_map = vec![0x81, 0xa1, b'a'];
+        in_map.extend(deep(MAX_DEPTH));
+        assert_eq!(peek(&in_map).is_ok(), decode_value(&in_map).is_ok());
+        // 2: one field of another type does not hide the others in text frames.
+        let t = r#"{"type":"x-fal-error","error":"INTERNAL_ERROR","status":5}"#;
+        assert!(matches!(classify_text(t), Incoming::ServerError(_)));
+        let t = r#"{"type":"x-fal-message","type":"x-fal-error","error":"TIMEOUT"}"#;
+        assert_eq!(
+            classify_text(t),
+            classify_binary(json_to_msgpack(t).unwrap_or_else(|_| mp(json!({}))))
+        );
+        // 3: integer timings are read in binary frames as in text frames.
+        for timing in [200, -1, 70000] {
+            let j = json!({"type": "x-fal-message", "timing": timing});
+            let b = classify_binary(mp(j.clone()));
+            assert_eq!(b, classify_text(&j.to_string()));
+            assert_eq!(
+                b,
+                Incoming::Control {
+                    timing: Some(timing as f64)
+                }
+            );
+        }
+        // 5: keys nested in keys: bounded, an error past the bound, never exponential.
+        let mut v = rmpv::Value::from(1);
+        for _ in 0..40 {
+            v = rmpv::Value::Map(vec![(v, rmpv::Value::Nil)]);
+        }
+        let e = msgpack_to_json(&encode_value(&v)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Decode);
+        let _ = value_to_json(&v);
+        let mut ok = rmpv::Value::from(1);
+        for _ in 0..MAX_KEY_NESTING {
+            ok = rmpv::Value::Map(vec![(ok, rmpv::Value::Nil)]);
+        }
+        assert!(msgpack_to_json(&encode_value(&ok)).is_ok());
     }
 
     #[test]

@@ -170,14 +170,23 @@ pub fn build_ws_url(
 
 /// Replace the token in a URL with `***`, for logs.
 pub fn redact_url(url: &str) -> String {
-    match url.find("fal_jwt_token=") {
-        Some(i) => {
-            let start = i + "fal_jwt_token=".len();
-            let end = url[start..].find('&').map_or(url.len(), |j| start + j);
-            format!("{}***{}", &url[..start], &url[end..])
-        }
-        None => url.to_string(),
+    const MARK: &str = "fal_jwt_token=";
+    // Every occurrence: the host or the path may contain the marker too, and
+    // the real token must not survive behind a decoy.
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(i) = rest.find(MARK) {
+        let start = i + MARK.len();
+        out.push_str(&rest[..start]);
+        out.push_str("***");
+        let tail = &rest[start..];
+        let end = tail
+            .find(|c: char| c == '&' || c == '#' || c == '"' || c == '\'' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        rest = &tail[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// Split an optional `scheme://` prefix off a host or base URL.
@@ -194,6 +203,17 @@ mod tests {
 
     fn id(s: &str) -> AppId {
         parse_app_id(s).unwrap()
+    }
+
+    #[test]
+    fn redaction_covers_every_token_marker() {
+        let u = "wss://h/a/fal_jwt_token=decoy/realtime?fal_jwt_token=SECRET123&max_buffering=2";
+        let r = redact_url(u);
+        assert!(!r.contains("SECRET123"), "{r}");
+        assert!(r.ends_with("&max_buffering=2"), "{r}");
+        let e = redact_url("error for ws://h/x?fal_jwt_token=abc def");
+        assert_eq!(e, "error for ws://h/x?fal_jwt_token=*** def");
+        assert_eq!(redact_url("no token here"), "no token here");
     }
 
     #[test]
