@@ -444,12 +444,12 @@ impl<'a> Scanner<'a> {
             }
             0x00..=0x7f => Some(m as f64),
             0xe0..=0xff => Some((m as i8) as f64),
-            0xcc | 0xcd | 0xce | 0xcf => {
+            0xcc..=0xcf => {
                 let n = 1usize << (m - 0xcc);
                 let s = self.take(n)?;
                 Some(s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)) as f64)
             }
-            0xd0 | 0xd1 | 0xd2 | 0xd3 => {
+            0xd0..=0xd3 => {
                 let n = 1usize << (m - 0xd0);
                 let s = self.take(n)?;
                 let u = s.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
