@@ -283,7 +283,9 @@ typedef struct fal_rt_realtime fal_rt_realtime;
 
 /**
  * A pull-style realtime session: connected at creation, then `send` and
- * `recv`. No background task: the calling thread reads and writes the socket.
+ * `recv`. No background task and no thread hop: each session has its own
+ * single-threaded event loop, driven by the thread that calls it, so the
+ * calling thread reads and writes the socket itself.
  *
  * Once the session has ended (the server's idle timeout, `Unauthorized`, a
  * close frame, a lost connection, an oversized message, no answer to

@@ -487,12 +487,15 @@ pub(crate) fn block_on_timeout<F: std::future::Future>(
     fut: F,
 ) -> FfiResult<Option<F::Output>> {
     let limit = timeout_of(timeout_ms)?;
-    block_on(async move {
-        match limit {
-            Some(d) => tokio::time::timeout(d, fut).await.ok(),
-            None => Some(fut.await),
-        }
-    })
+    block_on(with_limit(limit, fut))
+}
+
+/// `fut`, bounded by `limit` (`None`: no bound); `None` when the time ran out.
+pub(crate) async fn with_limit<F: std::future::Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
+    match limit {
+        Some(d) => tokio::time::timeout(d, fut).await.ok(),
+        None => Some(fut.await),
+    }
 }
 
 /// A recv timeout: `FAL_RT_WAIT_FOREVER` (-1) → forever; below -1 is invalid.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// A pull-style realtime session: connected at creation, then `send` and
-/// `recv`. No background task: the calling thread reads and writes the socket.
+/// `recv`. No background task and no thread hop: each session has its own
+/// single-threaded event loop, driven by the thread that calls it, so the
+/// calling thread reads and writes the socket itself.
 ///
 /// Once the session has ended (the server's idle timeout, `Unauthorized`, a
 /// close frame, a lost connection, an oversized message, no answer to
@@ -26,6 +28,9 @@ use tokio::sync::Mutex;
 /// callback of this library (`FAL_RT_WOULD_BLOCK_IN_CALLBACK`).
 /// `fal_rt_session_free` must not race with other calls on the same handle.
 pub struct fal_rt_session {
+    /// The session's own current-thread runtime (its socket is registered with
+    /// it). Taken out on free, so it is never dropped on a runtime thread.
+    rt: std::sync::Mutex<Option<Arc<tokio::runtime::Runtime>>>,
     tx: Arc<Mutex<RealtimeSender>>,
     rx: Mutex<RealtimeReceiver>,
     options_gate: Option<Arc<Gate>>,
@@ -73,19 +78,22 @@ pub unsafe extern "C" fn fal_rt_session_connect(
 ) -> fal_rt_result {
     boundary(out_error, || {
         let opts = read_connect_options(options)?;
-        let connect = || -> FfiResult<crate::RealtimeSession> {
+        let connect = || -> FfiResult<(crate::RealtimeSession, tokio::runtime::Runtime)> {
             let client = &*not_null(client, "client")?;
             let app = str_arg(app, "app")?;
             not_null(out, "out")?;
-            let session = block_on(client.client.connect(app, opts.options.clone()))??;
-            Ok(session)
+            check_can_block()?;
+            let rt = session_runtime()?;
+            let session = rt.block_on(client.client.connect(app, opts.options.clone()))?;
+            Ok((session, rt))
         };
         match connect() {
-            Ok(session) => {
+            Ok((session, rt)) => {
                 let (tx, rx) = session.split();
                 put(
                     out,
                     Box::into_raw(Box::new(fal_rt_session {
+                        rt: std::sync::Mutex::new(Some(Arc::new(rt))),
                         tx: Arc::new(Mutex::new(tx)),
                         rx: Mutex::new(rx),
                         options_gate: opts.gate.clone(),
@@ -102,10 +110,40 @@ pub unsafe extern "C" fn fal_rt_session_connect(
     })
 }
 
+/// A new session runtime: single-threaded, timers and I/O enabled.
+fn session_runtime() -> FfiResult<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::new(
+                FAL_RT_INTERNAL,
+                &format!("could not start the session's event loop: {e}"),
+            )
+        })
+}
+
+impl fal_rt_session {
+    /// Run `fut` on the session's runtime from this (blocking-allowed) thread.
+    /// Several threads may do so at once: one drives the socket, the others
+    /// wait for their own futures.
+    fn block_on<F: std::future::Future>(&self, fut: F) -> FfiResult<F::Output> {
+        check_can_block()?;
+        // `Runtime::block_on` (not `Handle::block_on`): only it drives the
+        // socket and the timers of a current-thread runtime; concurrent calls
+        // from several threads share the drivers.
+        let rt = self.rt.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match rt {
+            Some(rt) => Ok(rt.block_on(fut)),
+            None => Err(Failure::new(FAL_RT_NOT_CONNECTED, "the session was freed")),
+        }
+    }
+}
+
 unsafe fn session_send(s: *const fal_rt_session, bytes: FfiResult<Bytes>) -> FfiResult {
     let s = live(s, "session")?;
     let bytes = bytes?;
-    block_on(async { s.tx.lock().await.send_msgpack(bytes).await })??;
+    s.block_on(async { s.tx.lock().await.send_msgpack(bytes).await })??;
     Ok(())
 }
 
@@ -174,7 +212,8 @@ pub unsafe extern "C" fn fal_rt_session_recv(
     let code = boundary(out_error, || {
         let s = live(session, "session")?;
         not_null(out_message, "out_message")?;
-        let got = block_on_timeout(timeout_ms, async { s.rx.lock().await.recv().await })?;
+        let limit = timeout_of(timeout_ms)?;
+        let got = s.block_on(with_limit(limit, async { s.rx.lock().await.recv().await }))?;
         match got {
             None => quiet = FAL_RT_TIMEOUT_EXPIRED,
             Some(None) => quiet = FAL_RT_END,
@@ -203,7 +242,7 @@ pub unsafe extern "C" fn fal_rt_session_close(
 ) -> fal_rt_result {
     boundary(out_error, || {
         let s = live(session, "session")?;
-        block_on(async { s.tx.lock().await.close().await })??;
+        s.block_on(async { s.tx.lock().await.close().await })??;
         Ok(())
     })
 }
@@ -256,13 +295,20 @@ pub unsafe extern "C" fn fal_rt_session_free(session: *mut fal_rt_session) {
             let _ =
                 tokio::time::timeout(Duration::from_secs(2), async { tx.lock().await.close().await }).await;
         };
+        let rt = s.rt.lock().unwrap_or_else(|p| p.into_inner()).take();
         if can_block() {
             if let Some(g) = &s.options_gate {
                 g.wait_finalized();
             }
-            let _ = crate::runtime::block_on(close);
-        } else {
-            crate::runtime::handle().spawn(close);
+            if let Some(rt) = rt {
+                rt.block_on(close);
+            }
+        } else if let Some(rt) = rt {
+            // A runtime may not be driven or dropped on a runtime thread:
+            // close and drop it on a thread of its own.
+            std::thread::spawn(move || {
+                rt.block_on(close);
+            });
         }
         release(session);
     })
