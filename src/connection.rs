@@ -148,6 +148,17 @@ pub(crate) type Registry = Mutex<std::collections::HashMap<String, Weak<Inner>>>
 
 thread_local! {
     static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    /// While the connection task runs a result or error callback: the
+    /// commands that callback gives its own connection. The task handles them
+    /// as soon as the callback returns, so a send from inside a callback wakes
+    /// no other thread (through the channel it would wake the task, which the
+    /// scheduler may hand to the other worker).
+    static OUTBOX: std::cell::RefCell<Option<Outbox>> = const { std::cell::RefCell::new(None) };
+}
+
+struct Outbox {
+    owner: *const Shared,
+    cmds: Vec<Cmd>,
 }
 
 /// Whether the calling thread is inside a handler callback of this library.
@@ -323,10 +334,25 @@ impl RealtimeConnection {
 
     /// Queue a frame as is (bypasses the encoder).
     pub fn send_frame(&self, frame: Frame) -> Result<()> {
-        self.inner
-            .tx
-            .send(Cmd::Send(frame))
+        self.command(Cmd::Send(frame))
             .map_err(|_| Error::new(ErrorKind::NotConnected, "the connection was shut down"))
+    }
+
+    /// Hand `cmd` to the connection task: through the outbox when called from
+    /// inside this connection's own callback, else through the channel.
+    fn command(&self, cmd: Cmd) -> std::result::Result<(), ()> {
+        let me = Arc::as_ptr(&self.inner.shared);
+        let cmd = OUTBOX.with(|o| match o.borrow_mut().as_mut() {
+            Some(out) if std::ptr::eq(out.owner, me) => {
+                out.cmds.push(cmd);
+                None
+            }
+            _ => Some(cmd),
+        });
+        match cmd {
+            None => Ok(()),
+            Some(cmd) => self.inner.tx.send(cmd).map_err(|_| ()),
+        }
     }
 
     /// Close the socket with code 1000 (from any state, also while
@@ -339,7 +365,7 @@ impl RealtimeConnection {
             log::debug!("fal-realtime: close() on a replaced keyed handle ignored");
             return;
         }
-        let _ = self.inner.tx.send(Cmd::Close);
+        let _ = self.command(Cmd::Close);
     }
 
     /// Whether a later keyed connect replaced this handle's handler.
@@ -540,6 +566,51 @@ impl Actor {
         })
     }
 
+    /// Handle a command while open; `Some` when the open loop must end.
+    async fn on_cmd(&mut self, ws: &mut WsStream, cmd: Cmd) -> Option<Next> {
+        match cmd {
+            Cmd::Shutdown(done) => {
+                graceful_close(ws).await;
+                self.shared.retire();
+                self.rx.close();
+                let _ = done.send(());
+                Some(Next::Exit)
+            }
+            Cmd::Close => {
+                self.pending = None;
+                graceful_close(ws).await;
+                self.shared.set_state(ConnectionState::Closed);
+                Some(Next::Idle)
+            }
+            Cmd::Send(f) => {
+                if self.throttle.ready_at(Instant::now()).is_none() {
+                    if let Err(e) = self.write(ws, f).await {
+                        return Some(self.lost(e));
+                    }
+                } else {
+                    self.queue(f);
+                }
+                None
+            }
+        }
+    }
+
+    /// Run `f` (which calls into the handler) with this connection's outbox
+    /// open; returns the commands the callback gave its own connection.
+    fn with_outbox(&self, f: impl FnOnce(&Shared)) -> Vec<Cmd> {
+        let prev = OUTBOX.with(|o| {
+            o.borrow_mut().replace(Outbox {
+                owner: Arc::as_ptr(&self.shared),
+                cmds: Vec::new(),
+            })
+        });
+        f(&self.shared);
+        OUTBOX
+            .with(|o| std::mem::replace(&mut *o.borrow_mut(), prev))
+            .map(|out| out.cmds)
+            .unwrap_or_default()
+    }
+
     /// The socket is lost: report and go idle.
     fn lost(&mut self, e: Error) -> Next {
         self.shared.emit_error(e);
@@ -581,26 +652,9 @@ impl Actor {
                         graceful_close(&mut ws).await;
                         return Next::Exit;
                     }
-                    Some(Cmd::Shutdown(done)) => {
-                        graceful_close(&mut ws).await;
-                        self.shared.retire();
-                        self.rx.close();
-                        let _ = done.send(());
-                        return Next::Exit;
-                    }
-                    Some(Cmd::Close) => {
-                        self.pending = None;
-                        graceful_close(&mut ws).await;
-                        self.shared.set_state(ConnectionState::Closed);
-                        return Next::Idle;
-                    }
-                    Some(Cmd::Send(f)) => {
-                        if self.throttle.ready_at(Instant::now()).is_none() {
-                            if let Err(e) = self.write(&mut ws, f).await {
-                                return self.lost(e);
-                            }
-                        } else {
-                            self.queue(f);
+                    Some(cmd) => {
+                        if let Some(next) = self.on_cmd(&mut ws, cmd).await {
+                            return next;
                         }
                     }
                 },
@@ -649,7 +703,14 @@ impl Actor {
                         }
                     };
                     match decode_frame(&self.decoder, frame) {
-                        Incoming::Result(m) => self.shared.emit_result(m),
+                        Incoming::Result(m) => {
+                            let cmds = self.with_outbox(|s| s.emit_result(m));
+                            for cmd in cmds {
+                                if let Some(next) = self.on_cmd(&mut ws, cmd).await {
+                                    return next;
+                                }
+                            }
+                        }
                         Incoming::Control { timing } => {
                             if let Some(t) = timing {
                                 self.shared.stats.set_timing(t);

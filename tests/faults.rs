@@ -393,3 +393,40 @@ async fn send_msgpack_checks_its_input() {
         ErrorKind::Encode
     );
 }
+
+/// Commands a callback gives its own connection run in the order given, right
+/// after the callback returns: close then send reconnects for the send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_from_inside_a_callback_keep_their_order() {
+    use std::sync::Mutex;
+    let emu = emulator().await;
+    let slot: Arc<Mutex<Option<fal_realtime::RealtimeConnection>>> = Arc::default();
+    let me = slot.clone();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let n = seen.clone();
+    let opts = RealtimeOptions {
+        throttle_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let conn = client(&emu)
+        .realtime(
+            "me/echo",
+            opts,
+            FnHandler::new(move |_| {
+                if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                    let c = me.lock().unwrap().clone().unwrap();
+                    c.close();
+                    c.send(&json!({"i": 2})).unwrap();
+                }
+            }),
+        )
+        .unwrap();
+    *slot.lock().unwrap() = Some(conn.clone());
+    conn.send(&json!({"i": 1})).unwrap();
+    wait_until("the result after reconnecting", || {
+        seen.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    assert_eq!(conn.stats().connects, 2);
+    slot.lock().unwrap().take();
+}
