@@ -294,6 +294,7 @@ impl RealtimeConnection {
             rx,
             pending: None,
             token: None,
+            backlog: Default::default(),
         };
         crate::runtime::handle().spawn(actor.run());
         RealtimeConnection {
@@ -429,6 +430,9 @@ struct Actor {
     /// The latest input not yet sent.
     pending: Option<Frame>,
     token: Option<Token>,
+    /// Commands from a callback's outbox not handled yet (after one that
+    /// ended the open loop); handled before the channel's.
+    backlog: std::collections::VecDeque<Cmd>,
 }
 
 async fn opt_fut<T>(f: &mut Option<Pin<Box<dyn Future<Output = T> + Send>>>) -> T {
@@ -448,6 +452,14 @@ async fn graceful_close(ws: &mut WsStream) {
 }
 
 impl Actor {
+    /// The next command: the backlog first, then the channel. Cancel-safe.
+    async fn next_cmd(&mut self) -> Option<Cmd> {
+        match self.backlog.pop_front() {
+            Some(c) => Some(c),
+            None => self.rx.recv().await,
+        }
+    }
+
     fn queue(&mut self, f: Frame) {
         if self.pending.replace(f).is_some() {
             StatsCell::inc(&self.shared.stats.inputs_replaced);
@@ -458,7 +470,7 @@ impl Actor {
         loop {
             // Idle: wait for an input unless one is pending.
             while self.pending.is_none() {
-                match self.rx.recv().await {
+                match self.next_cmd().await {
                     None => return,
                     Some(Cmd::Send(f)) => self.pending = Some(f),
                     Some(Cmd::Close) => {}
@@ -513,7 +525,7 @@ impl Actor {
         loop {
             tokio::select! {
                 biased;
-                cmd = self.rx.recv() => match cmd {
+                cmd = self.next_cmd() => match cmd {
                     None => return Err(Next::Exit),
                     Some(Cmd::Send(f)) => self.queue(f),
                     Some(Cmd::Close) => {
@@ -647,7 +659,7 @@ impl Actor {
             }
             tokio::select! {
                 biased;
-                cmd = self.rx.recv() => match cmd {
+                cmd = self.next_cmd() => match cmd {
                     None => {
                         graceful_close(&mut ws).await;
                         return Next::Exit;
@@ -704,9 +716,11 @@ impl Actor {
                     };
                     match decode_frame(&self.decoder, frame) {
                         Incoming::Result(m) => {
-                            let cmds = self.with_outbox(|s| s.emit_result(m));
-                            for cmd in cmds {
+                            let mut cmds = self.with_outbox(|s| s.emit_result(m)).into_iter();
+                            while let Some(cmd) = cmds.next() {
                                 if let Some(next) = self.on_cmd(&mut ws, cmd).await {
+                                    // What the callback asked for after that runs next.
+                                    self.backlog.extend(cmds);
                                     return next;
                                 }
                             }
