@@ -70,10 +70,11 @@ for t in $targets; do
   if [ -d "$reg" ]; then
     while IFS= read -r -d '' f; do
       n_reg=$((n_reg + 1))
-      if ! out=$("$bin" -runs=1 "$f" 2>&1); then
+      if ! out=$("$bin" -runs=1 -timeout=10 -rss_limit_mb=2560 "$f" 2>&1); then
         n_reg_bad=$((n_reg_bad + 1))
         echo "== $t: regression $f FAILS:"
-        grep -A1 -m1 "panicked at" <<<"$out" || tail -n 15 <<<"$out"
+        grep -A1 -m1 "panicked at" <<<"$out" || grep -m1 "ERROR: libFuzzer\|ERROR: AddressSanitizer" <<<"$out" ||
+          tail -n 15 <<<"$out"
       fi
     done < <(find "$reg" -type f ! -name '*.md' -print0 | sort -z)
   fi
@@ -103,7 +104,7 @@ for t in $targets; do
     if [ "$rc" -ne 0 ] || grep -q "^==[0-9]*== ERROR\|panicked at\|Test unit written" "$log"; then
       ok=0
       echo "== $t: fuzzing FAILED (exit $rc), log $log:"
-      grep -A1 -m1 "panicked at\|== ERROR" "$log" | cut -c1-600
+      { grep -A1 -m1 "panicked at" "$log" || grep -m1 "ERROR: libFuzzer\|ERROR: AddressSanitizer" "$log"; } | cut -c1-600
       grep "Test unit written" "$log"
       notes+=("CRASH, see $artifacts/; reduce with: cargo +nightly fuzz tmin $t <artifact>")
     fi

@@ -56,6 +56,11 @@ fn check_binary(data: &[u8]) {
         }
     }
 
+    // Finding 5: rendering this value as JSON (a server error body, Debug) takes exponential time.
+    if allow_known() && decoded.as_ref().is_ok_and(known::exponential_key_rendering) {
+        return;
+    }
+
     let bytes = Bytes::copy_from_slice(data);
     let incoming = codec::classify_binary(bytes.clone());
     assert_eq!(

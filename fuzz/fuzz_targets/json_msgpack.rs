@@ -16,7 +16,7 @@
 
 use fal_realtime::codec;
 use fal_realtime::{ErrorKind, Message};
-use fuzz_support::{hex, json_depth, json_has_float, json_loose_eq};
+use fuzz_support::{allow_known, hex, json_depth, json_has_float, json_loose_eq, known};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -65,8 +65,12 @@ fn json_side(text: &str) {
 }
 
 fn msgpack_side(data: &[u8]) {
-    let json = codec::msgpack_to_json(data);
     let decoded = codec::decode_value(data);
+    // Finding 5: this value takes exponential time to render as JSON.
+    if allow_known() && decoded.as_ref().is_ok_and(known::exponential_key_rendering) {
+        return;
+    }
+    let json = codec::msgpack_to_json(data);
     let (json, decoded) = match (json, decoded) {
         (Err(a), Err(b)) => {
             assert_eq!(a.kind(), ErrorKind::Decode);

@@ -1,6 +1,7 @@
 //! Helpers shared by the fuzz targets: loose JSON comparison, nesting depth,
 //! and the switch for findings that were already reported (see tests/FUZZING.md).
 
+use rmpv::Value as V;
 use serde_json::Value as J;
 use std::sync::OnceLock;
 
@@ -103,6 +104,32 @@ pub fn json_depth(v: &J) -> usize {
     max
 }
 
+/// How many times `codec::value_to_json` renders a map key inside a map key
+/// (a non-string key is rendered as JSON text, which is then escaped again as
+/// the key of the map around it): the largest number of non-string keys
+/// crossed on any path from the root. Each one can double the output length.
+/// Iterative (no recursion limit).
+pub fn nested_key_renderings(v: &V) -> usize {
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, n)) = stack.pop() {
+        max = max.max(n);
+        match v {
+            V::Array(a) => stack.extend(a.iter().map(|x| (x, n))),
+            V::Map(m) => {
+                for (k, x) in m {
+                    stack.push((x, n));
+                    if !k.is_str() {
+                        stack.push((k, n + 1));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
 /// Predicates for findings that were reported and not yet fixed in the core.
 /// Each one is as narrow as the finding; `allow_known()` decides whether they apply.
 pub mod known {
@@ -162,6 +189,21 @@ pub mod known {
             },
             _ => false,
         }
+    }
+
+    /// Finding 5 (exponential JSON rendering): `codec::value_to_json` renders a
+    /// non-string map key as JSON text, so keys nested inside keys are escaped
+    /// once per level and the output (and time) doubles per level: 45 bytes of
+    /// msgpack take seconds, 60 bytes minutes and gigabytes. Reached through
+    /// `msgpack_to_json`, `Message::to_json`, `Message`'s `Debug`, and the body
+    /// of every `x-fal-error` frame in `classify_binary`. The targets skip the
+    /// rendering when more than this many nested key renderings would happen
+    /// (at most 2^8 = 256 times the input size, harmless).
+    pub const MAX_KEY_RENDERINGS: usize = 8;
+
+    /// Whether rendering `v` as JSON is in finding 5's exponential range.
+    pub fn exponential_key_rendering(v: &rmpv::Value) -> bool {
+        super::nested_key_renderings(v) > MAX_KEY_RENDERINGS
     }
 
     /// Finding 4 (redaction): `endpoint::redact_url` redacts only the first
