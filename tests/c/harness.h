@@ -53,8 +53,8 @@ static inline const char *emulator_host(void) {
     return h;
 }
 
-/* A client for the emulator with `key` (NULL: test-key). */
-static inline fal_rt_client *emulator_client_with_key(const char *key) {
+/* Client options for the emulator with `key` (NULL: test-key); adjust, then fal_rt_client_new. */
+static inline fal_rt_client_options emulator_client_options(const char *key) {
     static char run_host[128], rest_url[128];
     snprintf(run_host, sizeof run_host, "ws://%s", emulator_host());
     snprintf(rest_url, sizeof rest_url, "http://%s", emulator_host());
@@ -66,6 +66,12 @@ static inline fal_rt_client *emulator_client_with_key(const char *key) {
     o.rest_url = rest_url;
     o.allow_insecure = true;
     o.token_retries = -1;
+    return o;
+}
+
+/* A client for the emulator with `key` (NULL: test-key). */
+static inline fal_rt_client *emulator_client_with_key(const char *key) {
+    fal_rt_client_options o = emulator_client_options(key);
     fal_rt_client *c = NULL;
     fal_rt_error *err = NULL;
     if (fal_rt_client_new(&o, &c, &err) != FAL_RT_OK) {

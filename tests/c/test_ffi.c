@@ -1019,16 +1019,7 @@ static void test_argument_checks(void) {
 
 /* Keepalive pings go out while recv waits, and pongs come back. */
 static void test_keepalive_pings(void) {
-    static char run_host[128], rest_url[128];
-    snprintf(run_host, sizeof run_host, "ws://%s", emulator_host());
-    snprintf(rest_url, sizeof rest_url, "http://%s", emulator_host());
-    fal_rt_client_options co;
-    memset(&co, 0, sizeof co);
-    co.struct_size = sizeof co;
-    co.key = "test-key";
-    co.run_host = run_host;
-    co.rest_url = rest_url;
-    co.allow_insecure = true;
+    fal_rt_client_options co = emulator_client_options(NULL);
     co.ping_interval_ms = 50;
     co.ping_timeout_ms = 5000;
     fal_rt_client *client = NULL;
@@ -1092,16 +1083,7 @@ static void matrix_record(const char *door, const char *fault, fal_rt_result kin
 }
 
 static fal_rt_client *fault_client(void) {
-    static char run_host[128], rest_url[128];
-    snprintf(run_host, sizeof run_host, "ws://%s", emulator_host());
-    snprintf(rest_url, sizeof rest_url, "http://%s", emulator_host());
-    fal_rt_client_options co;
-    memset(&co, 0, sizeof co);
-    co.struct_size = sizeof co;
-    co.key = "test-key";
-    co.run_host = run_host;
-    co.rest_url = rest_url;
-    co.allow_insecure = true;
+    fal_rt_client_options co = emulator_client_options(NULL);
     co.ping_interval_ms = 200;
     co.ping_timeout_ms = 400;
     co.max_frame_size = 1 << 20;
