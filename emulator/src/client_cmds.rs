@@ -102,8 +102,7 @@ struct Target {
 /// `--emulator`: `HOST:PORT`, or a URL whose scheme tells whether the emulator serves TLS
 /// (`https`/`wss`); a bare `HOST:PORT` is TLS when a CA file is given.
 fn emulator_endpoint(value: &str, has_ca_file: bool) -> CliResult<(String, bool)> {
-    let v = value.trim_end_matches('/');
-    let (tls, host) = match v.split_once("://") {
+    let (tls, host) = match value.split_once("://") {
         Some(("http" | "ws", h)) => (false, h),
         Some(("https" | "wss", h)) => (true, h),
         Some((other, _)) => {
@@ -111,8 +110,9 @@ fn emulator_endpoint(value: &str, has_ca_file: bool) -> CliResult<(String, bool)
                 "--emulator {value}: unsupported scheme {other}:// (http, https, ws or wss)"
             )))
         }
-        None => (has_ca_file, v),
+        None => (has_ca_file, value),
     };
+    let host = host.strip_suffix('/').unwrap_or(host);
     if host.is_empty() || host.contains('/') {
         return Err(CliError::usage(format!("--emulator {value}: expected HOST:PORT")));
     }
