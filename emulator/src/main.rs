@@ -275,8 +275,11 @@ fn init_logging(verbosity: Verbosity) {
 
 /// What the arguments ask for.
 enum Run {
+    /// Print this help: on stdout with exit 0 when asked for (`true`), else on stderr with
+    /// exit 2 (no command given).
     Help(&'static str, bool),
     Version,
+    /// Run the named command.
     Command(&'static str, Box<dyn FnOnce() -> CliResult<ExitCode>>),
 }
 
