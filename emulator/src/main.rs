@@ -1,21 +1,30 @@
-//! `fal-realtime`: run the local fal realtime emulator, generate test certificates, and (soon)
-//! talk to realtime endpoints from the command line.
+//! `fal-realtime`: run the local fal realtime emulator, generate test certificates, run a
+//! TCP fault proxy, and talk to realtime endpoints from the command line.
+//!
+//! Exit status: 0 on success, 1 when a command ran and failed (connect failed, server error,
+//! no result), 2 on a usage error (unknown option, missing or bad value, missing credentials);
+//! only usage errors print the `--help` hint.
 
 mod client_cmds;
 
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fal_realtime_emulator::proxy::FaultProxy;
 use fal_realtime_emulator::{certs, Emulator, EmulatorConfig, TlsConfig};
 
-const USAGE: &str = "\
+use client_cmds::ClientOpts;
+
+const OVERVIEW: &str = "\
 fal-realtime: local emulator and command-line client for fal.ai realtime endpoints
 
 USAGE:
-    fal-realtime <COMMAND> [OPTIONS]
+    fal-realtime [-v...] <COMMAND> [OPTIONS]
+    fal-realtime <COMMAND> --help          Options of one command
+    fal-realtime help [COMMAND]
 
 COMMANDS:
     serve       Run the emulator (token endpoint + realtime apps) on one port
@@ -23,140 +32,506 @@ COMMANDS:
     demo        Connect to a realtime app and report round-trip statistics
     send        Send one JSON input to a realtime app and print the results
     proxy       Run a TCP fault proxy (latency, bandwidth, stalls, cuts) driven from stdin
-    help        Print this help
+    help        Print this help, or the help of a command
 
-serve [OPTIONS]
+OPTIONS (before or after the command):
+    -v, --verbose            Log what the client and the emulator do on stderr; repeat for
+                             more: -v info, -vv debug, -vvv trace (default: warnings only)
+    --verbose=LEVEL          Set the level: warn, info, debug, trace (or 0..=3)
+    -h, --help               Print help
+    -V, --version            Print the version
+
+ENVIRONMENT:
+    RUST_LOG                 Log filter (env_logger syntax, e.g. `fal_realtime=debug`),
+                             applied over the -v level
+    FAL_KEY                  fal API key for demo/send (or FAL_KEY_ID and FAL_KEY_SECRET);
+                             serve accepts it as a key too
+    FAL_RUN_HOST, FAL_REST_URL
+                             Override fal.ai's run host and REST URL (demo, send)
+
+EXIT STATUS:
+    0 success; 1 the command failed (connect failed, server error, no result);
+    2 usage error (unknown option, missing or bad value, missing credentials)
+";
+
+const SERVE_USAGE: &str = "\
+fal-realtime serve: run the emulator (token endpoint + realtime apps) on one port
+
+USAGE:
+    fal-realtime serve [OPTIONS]
+
+OPTIONS:
     --port N                 Port to listen on (default 0: a free port)
-    --host IP                Address to bind (default 127.0.0.1)
+    --host IP                Address to bind (default 127.0.0.1; 0.0.0.0: every interface)
     --key KEY                Accepted FAL key; repeatable (default test-key; env FAL_KEY adds one)
     --tls-cert FILE          Serve HTTPS/WSS with this PEM certificate chain (needs --tls-key)
     --tls-key FILE           PEM private key of --tls-cert
     --timings                Send x-fal-message timings after each output
     --session-timeout SECS   Close sessions idle for SECS seconds (TIMEOUT x-fal-error)
     --buffering N            Unary input queue length (default 4)
+    -v, --verbose            Log every session (app, path, peer, how it ended) and token request
+    -h, --help               Print this help
 
-    Apps (any owner): echo, slow (200 ms per input), stream, fail, control (test hooks
-    selected by the input's `do`: garbage, close, drop, error_bin, unauthorized, timings,
-    text, silent, pause, reset, cut, oversized), stall (the handshake is never answered);
-    any other app name behaves like echo. Path: /{owner}/{app}/realtime.
+Prints `fal-realtime emulator listening on http://ADDR:PORT (ws host HOST:PORT)`: ADDR is
+the address bound (`https://localhost:PORT` with TLS), HOST:PORT the run host of a client on
+this machine (127.0.0.1:PORT, or localhost:PORT with TLS). Serves until SIGINT or SIGTERM.
 
-gen-certs --out DIR
-    Writes DIR/ca.pem, DIR/cert.pem and DIR/key.pem (names localhost, 127.0.0.1).
+APPS (any owner; path /{owner}/{app}/realtime):
+    echo, slow (200 ms per input), stream, fail, control (test hooks selected by the input's
+    `do`: garbage, close, drop, error_bin, unauthorized, timings, text, silent, pause, reset,
+    cut, oversized), stall (the handshake is never answered); any other app name behaves like
+    echo.
+";
 
-demo [OPTIONS]
-    --app OWNER/APP          App to talk to (default: an in-process emulator's echo)
-    --frames N               Number of frames to send (default 200)
-    --input JSON             Extra fields merged into every input (e.g. a prompt)
-    With FAL_KEY set and --app, talks to fal.ai; otherwise to an in-process emulator.
+const GEN_CERTS_USAGE: &str = "\
+fal-realtime gen-certs: write a test CA and a server certificate
 
-send APP JSON [OPTIONS]
+USAGE:
+    fal-realtime gen-certs --out DIR
+
+OPTIONS:
+    --out DIR                Writes DIR/ca.pem, DIR/cert.pem and DIR/key.pem (names localhost,
+                             127.0.0.1); use with `serve --tls-cert --tls-key` and `--ca-file`
+    -h, --help               Print this help
+";
+
+const DEMO_USAGE: &str = "\
+fal-realtime demo: connect to a realtime app, send a burst of frames then sequential round
+trips, and report results, latency (p50/p99) and the connection's counters
+
+USAGE:
+    fal-realtime demo [OPTIONS]
+
+OPTIONS:
+    --app OWNER/APP          App to talk to on fal.ai (needs FAL_KEY or --key), or on the
+                             --emulator; default: an in-process emulator's echo app
+    --frames N               Number of frames of each phase (default 200, at least 1)
+    --input JSON             JSON object merged into every input (e.g. '{\"prompt\": \"x\"}')
+    --key KEY                fal key (default: env FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET;
+                             test-key for an --emulator)
+    --emulator HOST:PORT     Talk to a running emulator (`fal-realtime serve`); https://HOST:PORT
+                             or --ca-file for one serving TLS
+    --ca-file PATH           Also trust the CA certificates of this PEM file (a TLS emulator)
+    --timeout SECS           Time allowed to open the connection: token fetch + handshake
+                             (default 90)
+    --no-progress            No live progress line (it is shown only when stdout and stderr
+                             are terminals)
+    -v, --verbose            Log connects, token fetches, closes and errors on stderr
+    -h, --help               Print this help
+
+The last lines are `burst: N/N results ...`, `round trips: N sequential ...` and the counters.
+Exit status 1 when a frame went unanswered or an error occurred.
+";
+
+const SEND_USAGE: &str = "\
+fal-realtime send: send one JSON input to a realtime app and print each result as a JSON line
+
+USAGE:
+    fal-realtime send OWNER/APP JSON [OPTIONS]
+
+OPTIONS:
     --path P                 Realtime path (default /realtime)
     --max-buffering N        max_buffering query parameter (1..=60)
-    --emulator HOST:PORT     Talk to a running emulator (key test-key, or FAL_KEY)
-    Without --emulator: fal.ai with FAL_KEY (FAL_RUN_HOST / FAL_REST_URL override hosts).
+    --key KEY                fal key (default: env FAL_KEY, or FAL_KEY_ID and FAL_KEY_SECRET;
+                             test-key for an --emulator)
+    --emulator HOST:PORT     Talk to a running emulator (`fal-realtime serve`); https://HOST:PORT
+                             or --ca-file for one serving TLS
+    --ca-file PATH           Also trust the CA certificates of this PEM file (a TLS emulator)
+    --timeout SECS           Time allowed to open the connection: token fetch + handshake
+                             (default 90)
+    -v, --verbose            Log connects, token fetches, closes and errors on stderr
+    -h, --help               Print this help
 
-proxy --upstream HOST:PORT [OPTIONS]
+Without --emulator: fal.ai (FAL_RUN_HOST / FAL_REST_URL override its hosts). Waits up to
+120 s for the first result, then prints results until 0.5 s pass without one.
+Exit status 1 when the connection fails, the server reports an error or no result comes.
+";
+
+const PROXY_USAGE: &str = "\
+fal-realtime proxy: a TCP fault proxy (latency, bandwidth, stalls, cuts) driven from stdin
+
+USAGE:
+    fal-realtime proxy --upstream HOST:PORT [OPTIONS]
+
+OPTIONS:
     --upstream HOST:PORT     Server every connection is forwarded to (required)
     --port N                 Port to listen on, on 127.0.0.1 (default 0: a free port)
     --latency-ms N           Delay of every chunk, in each direction (default 0)
     --jitter-ms N            Uniform jitter (+/-) around the latency (default 0)
     --bandwidth BYTES_PER_SEC
                              Rate limit per direction and connection (default: none)
-    Prints `proxy listening on 127.0.0.1:PORT`, then reads one command per line on stdin
-    and answers each with a line `ok` (or `error: MESSAGE`):
-        stall                hold every byte back, keep the connections open
-        resume               end the stall
-        cut                  cut the open connections now
-        cut-after N          cut the open connections after N more bytes server->client
-        latency MS [JITTER_MS]
-        bandwidth N|off
-        connections          answers `ok ACCEPTED OPEN` (connection counts)
-        quit                 stop (so does the end of stdin)
+    -v, --verbose            Log upstream connection failures
+    -h, --help               Print this help
+
+Prints `proxy listening on 127.0.0.1:PORT`, then reads one command per line on stdin
+and answers each with a line `ok` (or `error: MESSAGE`):
+    stall                    hold every byte back, keep the connections open
+    resume                   end the stall
+    cut                      cut the open connections now
+    cut-after N              cut the open connections after N more bytes server->client
+    latency MS [JITTER_MS]
+    bandwidth N|off
+    connections              answers `ok ACCEPTED OPEN` (connection counts)
+    quit                     stop (so does the end of stdin)
 ";
+
+/// The commands and their help.
+const COMMANDS: [(&str, &str); 5] = [
+    ("serve", SERVE_USAGE),
+    ("gen-certs", GEN_CERTS_USAGE),
+    ("demo", DEMO_USAGE),
+    ("send", SEND_USAGE),
+    ("proxy", PROXY_USAGE),
+];
+
+fn usage_of(command: &str) -> Option<&'static str> {
+    COMMANDS.iter().find(|(c, _)| *c == command).map(|(_, u)| *u)
+}
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// The command line cannot be run as given: exit 2, with the `--help` hint.
+    Usage(String),
+    /// The command ran and failed: exit 1, no hint.
+    Failed(String),
+}
+
+impl CliError {
+    pub(crate) fn usage(msg: impl Into<String>) -> Self {
+        CliError::Usage(msg.into())
+    }
+
+    pub(crate) fn failed(msg: impl Into<String>) -> Self {
+        CliError::Failed(msg.into())
+    }
+}
+
+type CliResult<T> = Result<T, CliError>;
+
+/// How much the logger lets through for the project's crates: 0 warn (the default), 1 info,
+/// 2 debug, 3 trace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Verbosity(u8);
+
+impl Verbosity {
+    /// `-v` / `--verbose`, or `--verbose=LEVEL`.
+    fn apply(&mut self, level: Option<&str>) -> CliResult<()> {
+        match level {
+            None => self.0 = self.0.saturating_add(1),
+            Some(l) => {
+                self.0 = match l.to_ascii_lowercase().as_str() {
+                    "0" | "warn" => 0,
+                    "1" | "info" => 1,
+                    "2" | "debug" => 2,
+                    "3" | "trace" => 3,
+                    _ => {
+                        return Err(CliError::usage(format!(
+                            "invalid value for --verbose: {l:?} (warn, info, debug, trace or 0..=3)"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The default filter: warnings from every crate, and the chosen level for the
+    /// core (`fal_realtime`, also the target of this binary's own logs) and the emulator.
+    fn filter(self) -> String {
+        let level = match self.0 {
+            0 => return "warn".into(),
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        };
+        format!("warn,fal_realtime={level},fal_realtime_emulator={level}")
+    }
+}
+
+/// Installs the logger: stderr, `[SECONDS LEVEL TARGET] message`, the filter of `verbosity`
+/// then `RUST_LOG` over it.
+fn init_logging(verbosity: Verbosity) {
+    let started = Instant::now();
+    let mut builder = env_logger::Builder::new();
+    builder.parse_filters(&verbosity.filter());
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        if !spec.trim().is_empty() {
+            builder.parse_filters(&spec);
+        }
+    }
+    builder.format(move |buf, record| {
+        writeln!(
+            buf,
+            "[{:8.3}s {:<5} {}] {}",
+            started.elapsed().as_secs_f64(),
+            record.level(),
+            record.target(),
+            record.args()
+        )
+    });
+    let _ = builder.try_init();
+}
+
+/// What the arguments ask for.
+enum Run {
+    /// Print this help: on stdout with exit 0 when asked for (`true`), else on stderr with
+    /// exit 2 (no command given).
+    Help(&'static str, bool),
+    Version,
+    /// Run the named command.
+    Command(&'static str, Box<dyn FnOnce() -> CliResult<ExitCode>>),
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (command, rest) = match args.split_first() {
-        Some((c, rest)) => (c.as_str(), rest),
-        None => {
-            eprint!("{USAGE}");
+    let mut verbosity = Verbosity::default();
+    let mut command = None;
+    let run = parse(&args, &mut verbosity, &mut command);
+    let hint = |command: Option<&str>| match command {
+        Some(c) => eprintln!("run `fal-realtime {c} --help` for usage"),
+        None => eprintln!("run `fal-realtime --help` for usage"),
+    };
+    let run = match run {
+        Ok(run) => run,
+        Err(CliError::Usage(msg)) | Err(CliError::Failed(msg)) => {
+            match command {
+                Some(c) => eprintln!("fal-realtime: {c}: {msg}"),
+                None => eprintln!("fal-realtime: {msg}"),
+            }
+            hint(command);
             return ExitCode::from(2);
         }
     };
-    let result = match command {
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            Ok(ExitCode::SUCCESS)
+    match run {
+        Run::Help(text, true) => {
+            print!("{text}");
+            ExitCode::SUCCESS
         }
-        "-V" | "--version" => {
-            println!("fal-realtime {}", env!("CARGO_PKG_VERSION"));
-            Ok(ExitCode::SUCCESS)
-        }
-        "serve" => parse_serve(rest).and_then(serve),
-        "gen-certs" => parse_gen_certs(rest).and_then(gen_certs),
-        "demo" => parse_demo(rest).and_then(demo),
-        "send" => parse_send(rest).and_then(send),
-        "proxy" => parse_proxy(rest).and_then(proxy),
-        other => Err(format!("unknown command {other:?}")),
-    };
-    match result {
-        Ok(code) => code,
-        Err(msg) => {
-            eprintln!("fal-realtime: {msg}");
-            eprintln!("run `fal-realtime --help` for usage");
+        Run::Help(text, false) => {
+            eprint!("{text}");
             ExitCode::from(2)
+        }
+        Run::Version => {
+            println!("fal-realtime {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Run::Command(name, f) => {
+            init_logging(verbosity);
+            match f() {
+                Ok(code) => code,
+                Err(CliError::Usage(msg)) => {
+                    eprintln!("fal-realtime: {name}: {msg}");
+                    hint(Some(name));
+                    ExitCode::from(2)
+                }
+                Err(CliError::Failed(msg)) => {
+                    log::debug!(target: client_cmds::LOG, "{name} failed: {msg}");
+                    eprintln!("fal-realtime: {name}: {msg}");
+                    ExitCode::from(1)
+                }
+            }
         }
     }
 }
 
-/// Splits `--flag=value` / `--flag value` arguments; positional arguments are returned as
-/// `(None, value)`.
+/// Parses the whole command line; `command` is set as soon as it is known (for the hint).
+fn parse(args: &[String], verbosity: &mut Verbosity, command: &mut Option<&'static str>) -> CliResult<Run> {
+    // Options before the command.
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Run::Help(OVERVIEW, true)),
+            "-V" | "--version" => return Ok(Run::Version),
+            a if is_verbose_flag(a) => apply_verbose(a, verbosity)?,
+            a if a.starts_with('-') && a.len() > 1 => {
+                return Err(CliError::usage(format!("unknown option {a}")))
+            }
+            _ => break,
+        }
+        i += 1;
+    }
+    let Some(name) = args.get(i) else {
+        return Ok(Run::Help(OVERVIEW, false));
+    };
+    let rest = &args[i + 1..];
+    if name == "help" {
+        return match rest.first() {
+            None => Ok(Run::Help(OVERVIEW, true)),
+            Some(c) => usage_of(c)
+                .map(|u| Run::Help(u, true))
+                .ok_or_else(|| CliError::usage(format!("help: unknown command {c:?}"))),
+        };
+    }
+    let (name, usage) = COMMANDS
+        .iter()
+        .find(|(c, _)| c == name)
+        .copied()
+        .ok_or_else(|| CliError::usage(format!("unknown command {name:?}")))?;
+    *command = Some(name);
+    // `-h` / `--help` anywhere among the options wins over everything else.
+    if rest
+        .iter()
+        .take_while(|a| a.as_str() != "--")
+        .any(|a| a == "-h" || a == "--help")
+    {
+        return Ok(Run::Help(usage, true));
+    }
+    let mut it = ArgIter::new(rest, *verbosity);
+    let run: Box<dyn FnOnce() -> CliResult<ExitCode>> = match name {
+        "serve" => {
+            let a = parse_serve(&mut it)?;
+            Box::new(move || serve(a))
+        }
+        "gen-certs" => {
+            let a = parse_gen_certs(&mut it)?;
+            Box::new(move || gen_certs(a))
+        }
+        "demo" => {
+            let a = parse_demo(&mut it)?;
+            Box::new(move || client_cmds::demo(a))
+        }
+        "send" => {
+            let a = parse_send(&mut it)?;
+            Box::new(move || client_cmds::send(a))
+        }
+        _ => {
+            let a = parse_proxy(&mut it)?;
+            Box::new(move || proxy(a))
+        }
+    };
+    *verbosity = it.verbosity;
+    Ok(Run::Command(name, run))
+}
+
+/// `-v`, `-vv`, ..., `--verbose`, `--verbose=LEVEL`.
+fn is_verbose_flag(arg: &str) -> bool {
+    arg == "--verbose"
+        || arg.starts_with("--verbose=")
+        || arg
+            .strip_prefix('-')
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b == b'v'))
+}
+
+fn apply_verbose(arg: &str, verbosity: &mut Verbosity) -> CliResult<()> {
+    if let Some(level) = arg.strip_prefix("--verbose=") {
+        return verbosity.apply(Some(level));
+    }
+    if arg == "--verbose" {
+        return verbosity.apply(None);
+    }
+    for _ in 1..arg.len() {
+        verbosity.apply(None)?;
+    }
+    Ok(())
+}
+
+/// One command-line argument of a command.
+enum Arg<'a> {
+    /// `--flag` or `--flag=value` (the inline value).
+    Opt(&'a str, Option<&'a str>),
+    /// A positional argument (anything after `--` is one).
+    Pos(&'a str),
+}
+
+/// Splits `--flag=value` / `--flag value` arguments, and takes the verbosity flags (`-v`,
+/// `--verbose[=LEVEL]`) out of the way wherever they are.
 struct ArgIter<'a> {
     args: std::slice::Iter<'a, String>,
+    verbosity: Verbosity,
+    positional_only: bool,
 }
 
 impl<'a> ArgIter<'a> {
-    fn new(args: &'a [String]) -> Self {
-        ArgIter { args: args.iter() }
+    fn new(args: &'a [String], verbosity: Verbosity) -> Self {
+        ArgIter {
+            args: args.iter(),
+            verbosity,
+            positional_only: false,
+        }
     }
 
-    /// The next argument: `Some((flag, inline value))` for options, or a positional one.
-    fn next_arg(&mut self) -> Option<(Option<&'a str>, Option<&'a str>)> {
-        let arg = self.args.next()?.as_str();
-        if let Some(flag) = arg.strip_prefix("--").filter(|f| !f.is_empty()) {
-            match flag.split_once('=') {
-                Some((f, v)) => Some((Some(f), Some(v))),
-                None => Some((Some(flag), None)),
+    /// The next argument that is not a verbosity flag.
+    fn next_arg(&mut self) -> CliResult<Option<Arg<'a>>> {
+        loop {
+            let Some(arg) = self.args.next() else {
+                return Ok(None);
+            };
+            let arg = arg.as_str();
+            if self.positional_only {
+                return Ok(Some(Arg::Pos(arg)));
             }
-        } else {
-            Some((None, Some(arg)))
+            if arg == "--" {
+                self.positional_only = true;
+                continue;
+            }
+            if is_verbose_flag(arg) {
+                apply_verbose(arg, &mut self.verbosity)?;
+                continue;
+            }
+            if let Some(flag) = arg.strip_prefix("--") {
+                return Ok(Some(match flag.split_once('=') {
+                    Some((f, v)) => Arg::Opt(f, Some(v)),
+                    None => Arg::Opt(flag, None),
+                }));
+            }
+            // `-x` is an (unknown) short option; `-1` and `-` are positional.
+            if arg.len() > 1
+                && arg.starts_with('-')
+                && arg[1..].starts_with(|c: char| c.is_ascii_alphabetic())
+            {
+                return Err(CliError::usage(format!("unknown option {arg}")));
+            }
+            return Ok(Some(Arg::Pos(arg)));
         }
     }
 
     /// The value of `--flag` (inline or the next argument).
-    fn value(&mut self, flag: &str, inline: Option<&'a str>) -> Result<&'a str, String> {
+    fn value(&mut self, flag: &str, inline: Option<&'a str>) -> CliResult<&'a str> {
         match inline {
             Some(v) => Ok(v),
             None => self
                 .args
                 .next()
                 .map(String::as_str)
-                .ok_or_else(|| format!("--{flag} needs a value")),
+                .ok_or_else(|| CliError::usage(format!("--{flag} needs a value"))),
         }
     }
 
-    fn parsed<T: std::str::FromStr>(&mut self, flag: &str, inline: Option<&'a str>) -> Result<T, String> {
+    fn parsed<T: std::str::FromStr>(&mut self, flag: &str, inline: Option<&'a str>) -> CliResult<T> {
         let v = self.value(flag, inline)?;
         v.parse()
-            .map_err(|_| format!("invalid value for --{flag}: {v:?}"))
+            .map_err(|_| CliError::usage(format!("invalid value for --{flag}: {v:?}")))
+    }
+
+    /// A positive number of seconds.
+    fn seconds(&mut self, flag: &str, inline: Option<&'a str>) -> CliResult<Duration> {
+        let v = self.value(flag, inline)?;
+        v.parse::<f64>()
+            .ok()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                CliError::usage(format!(
+                    "invalid value for --{flag}: {v:?} (a positive number of seconds)"
+                ))
+            })
     }
 }
 
-fn no_value(flag: &str, inline: Option<&str>) -> Result<(), String> {
+fn no_value(flag: &str, inline: Option<&str>) -> CliResult<()> {
     match inline {
-        Some(_) => Err(format!("--{flag} takes no value")),
+        Some(_) => Err(CliError::usage(format!("--{flag} takes no value"))),
         None => Ok(()),
     }
+}
+
+fn unknown(flag: &str) -> CliError {
+    CliError::usage(format!("unknown option --{flag}"))
+}
+
+fn unexpected(arg: &str) -> CliError {
+    CliError::usage(format!("unexpected argument {arg:?}"))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -173,7 +548,7 @@ struct ServeArgs {
     buffering: Option<usize>,
 }
 
-fn parse_serve(args: &[String]) -> Result<ServeArgs, String> {
+fn parse_serve(it: &mut ArgIter) -> CliResult<ServeArgs> {
     let mut out = ServeArgs {
         host: IpAddr::from([127, 0, 0, 1]),
         port: 0,
@@ -184,48 +559,39 @@ fn parse_serve(args: &[String]) -> Result<ServeArgs, String> {
         session_timeout: None,
         buffering: None,
     };
-    let mut it = ArgIter::new(args);
-    while let Some((flag, inline)) = it.next_arg() {
+    while let Some(arg) = it.next_arg()? {
+        let (flag, inline) = match arg {
+            Arg::Opt(f, v) => (f, v),
+            Arg::Pos(p) => return Err(unexpected(p)),
+        };
         match flag {
-            Some("port") => out.port = it.parsed("port", inline)?,
-            Some("host") => out.host = it.parsed("host", inline)?,
-            Some("key") => out.keys.push(it.value("key", inline)?.to_owned()),
-            Some("tls-cert") => out.tls_cert = Some(it.value("tls-cert", inline)?.into()),
-            Some("tls-key") => out.tls_key = Some(it.value("tls-key", inline)?.into()),
-            Some("timings") => {
+            "port" => out.port = it.parsed("port", inline)?,
+            "host" => out.host = it.parsed("host", inline)?,
+            "key" => out.keys.push(it.value("key", inline)?.to_owned()),
+            "tls-cert" => out.tls_cert = Some(it.value("tls-cert", inline)?.into()),
+            "tls-key" => out.tls_key = Some(it.value("tls-key", inline)?.into()),
+            "timings" => {
                 no_value("timings", inline)?;
                 out.timings = true;
             }
-            Some("session-timeout") => {
-                let secs: f64 = it.parsed("session-timeout", inline)?;
-                let timeout = Duration::try_from_secs_f64(secs)
-                    .ok()
-                    .filter(|d| !d.is_zero())
-                    .ok_or_else(|| format!("invalid value for --session-timeout: {secs}"))?;
-                out.session_timeout = Some(timeout);
-            }
-            Some("buffering") => {
+            "session-timeout" => out.session_timeout = Some(it.seconds("session-timeout", inline)?),
+            "buffering" => {
                 let n: usize = it.parsed("buffering", inline)?;
                 if n == 0 {
-                    return Err("--buffering must be at least 1".into());
+                    return Err(CliError::usage("--buffering must be at least 1"));
                 }
                 out.buffering = Some(n);
             }
-            Some("help") => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            Some(f) => return Err(format!("serve: unknown option --{f}")),
-            None => return Err(format!("serve: unexpected argument {:?}", inline.unwrap_or(""))),
+            f => return Err(unknown(f)),
         }
     }
     if out.tls_cert.is_some() != out.tls_key.is_some() {
-        return Err("--tls-cert and --tls-key go together".into());
+        return Err(CliError::usage("--tls-cert and --tls-key go together"));
     }
     Ok(out)
 }
 
-fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+fn serve(args: ServeArgs) -> CliResult<ExitCode> {
     let mut config = EmulatorConfig {
         bind: SocketAddr::new(args.host, args.port),
         ..EmulatorConfig::default()
@@ -239,7 +605,8 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         }
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
-        let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+        let read =
+            |p: &PathBuf| std::fs::read(p).map_err(|e| CliError::failed(format!("{}: {e}", p.display())));
         config.tls = Some(TlsConfig {
             cert_pem: read(cert)?,
             key_pem: read(key)?,
@@ -251,29 +618,49 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
         config.default_app.buffering = n;
     }
 
+    let bind = config.bind;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(|e| CliError::failed(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let emu = Emulator::start(config)
             .await
-            .map_err(|e| format!("cannot start the emulator: {e}"))?;
+            .map_err(|e| CliError::failed(format!("cannot listen on {bind}: {e}")))?;
+        let line = listening_line(&emu);
         {
-            use std::io::Write;
             let mut stdout = std::io::stdout().lock();
-            let _ = writeln!(
-                stdout,
-                "fal-realtime emulator listening on {} (ws host {})",
-                emu.http_base(),
-                emu.ws_host()
-            );
+            let _ = writeln!(stdout, "{line}");
             let _ = stdout.flush();
         }
+        log::info!(target: client_cmds::LOG, "serving on {} until SIGINT or SIGTERM", emu.addr());
         wait_for_signal().await;
+        log::info!(target: client_cmds::LOG, "shutting down");
         emu.shutdown();
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `fal-realtime emulator listening on URL (ws host HOST:PORT)`. The URL names the address
+/// really bound (`0.0.0.0:PORT` for every interface); with TLS on a loopback address it is
+/// `https://localhost:PORT`, the name of the test certificate. The ws host is the run host a
+/// client on this machine uses.
+fn listening_line(emu: &Emulator) -> String {
+    let addr = emu.addr();
+    let url = if addr.ip().is_unspecified() {
+        let scheme = if emu.http_base().starts_with("https:") {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{addr}")
+    } else {
+        emu.http_base()
+    };
+    format!(
+        "fal-realtime emulator listening on {url} (ws host {})",
+        emu.ws_host()
+    )
 }
 
 /// Resolves on SIGINT (ctrl-c) or, on Unix, SIGTERM.
@@ -295,34 +682,29 @@ async fn wait_for_signal() {
 // ---------------------------------------------------------------------------------------
 // gen-certs
 
-fn parse_gen_certs(args: &[String]) -> Result<PathBuf, String> {
+fn parse_gen_certs(it: &mut ArgIter) -> CliResult<PathBuf> {
     let mut out_dir = None;
-    let mut it = ArgIter::new(args);
-    while let Some((flag, inline)) = it.next_arg() {
-        match flag {
-            Some("out") => out_dir = Some(PathBuf::from(it.value("out", inline)?)),
-            Some(f) => return Err(format!("gen-certs: unknown option --{f}")),
-            None => {
-                return Err(format!(
-                    "gen-certs: unexpected argument {:?}",
-                    inline.unwrap_or("")
-                ))
-            }
+    while let Some(arg) = it.next_arg()? {
+        match arg {
+            Arg::Opt("out", inline) => out_dir = Some(PathBuf::from(it.value("out", inline)?)),
+            Arg::Opt(f, _) => return Err(unknown(f)),
+            Arg::Pos(p) => return Err(unexpected(p)),
         }
     }
-    out_dir.ok_or_else(|| "gen-certs: --out DIR is required".into())
+    out_dir.ok_or_else(|| CliError::usage("--out DIR is required"))
 }
 
-fn gen_certs(dir: PathBuf) -> Result<ExitCode, String> {
+fn gen_certs(dir: PathBuf) -> CliResult<ExitCode> {
     let generated = certs::generate(&["localhost", "127.0.0.1"]);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let io_error = |p: &std::path::Path, e: std::io::Error| CliError::failed(format!("{}: {e}", p.display()));
+    std::fs::create_dir_all(&dir).map_err(|e| io_error(&dir, e))?;
     for (name, pem) in [
         ("ca.pem", &generated.ca_pem),
         ("cert.pem", &generated.cert_pem),
         ("key.pem", &generated.key_pem),
     ] {
         let path = dir.join(name);
-        std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, pem).map_err(|e| io_error(&path, e))?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -331,83 +713,103 @@ fn gen_certs(dir: PathBuf) -> Result<ExitCode, String> {
 // ---------------------------------------------------------------------------------------
 // demo / send: command-line clients built on the `fal_realtime` crate.
 
-/// Arguments of `fal-realtime demo`.
-struct DemoArgs {
-    /// `OWNER/APP`; `None` means an in-process emulator's echo app.
-    app: Option<String>,
-    /// Number of frames to send.
-    frames: Option<u64>,
-    /// Extra JSON fields merged into every input.
-    input: Option<String>,
+/// The options `demo` and `send` share (`--key`, `--emulator`, `--ca-file`, `--timeout`);
+/// `Ok(false)` when `flag` is none of them.
+fn client_option<'a>(
+    it: &mut ArgIter<'a>,
+    opts: &mut ClientOpts,
+    flag: &str,
+    inline: Option<&'a str>,
+) -> CliResult<bool> {
+    match flag {
+        "key" => opts.key = Some(it.value("key", inline)?.to_owned()),
+        "emulator" => opts.emulator = Some(it.value("emulator", inline)?.to_owned()),
+        "ca-file" => opts.ca_file = Some(PathBuf::from(it.value("ca-file", inline)?)),
+        "timeout" => opts.timeout = Some(it.seconds("timeout", inline)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
 }
 
-fn parse_demo(args: &[String]) -> Result<DemoArgs, String> {
-    let mut out = DemoArgs {
+fn parse_demo(it: &mut ArgIter) -> CliResult<client_cmds::DemoArgs> {
+    let mut out = client_cmds::DemoArgs {
         app: None,
-        frames: None,
+        frames: 200,
         input: None,
+        progress: true,
+        client: ClientOpts::default(),
     };
-    let mut it = ArgIter::new(args);
-    while let Some((flag, inline)) = it.next_arg() {
+    while let Some(arg) = it.next_arg()? {
+        let (flag, inline) = match arg {
+            Arg::Opt(f, v) => (f, v),
+            Arg::Pos(p) => return Err(unexpected(p)),
+        };
         match flag {
-            Some("app") => out.app = Some(it.value("app", inline)?.to_owned()),
-            Some("frames") => out.frames = Some(it.parsed("frames", inline)?),
-            Some("input") => out.input = Some(it.value("input", inline)?.to_owned()),
-            Some(f) => return Err(format!("demo: unknown option --{f}")),
-            None => return Err(format!("demo: unexpected argument {:?}", inline.unwrap_or(""))),
+            "app" => out.app = Some(it.value("app", inline)?.to_owned()),
+            "frames" => {
+                out.frames = it.parsed("frames", inline)?;
+                if out.frames == 0 {
+                    return Err(CliError::usage("--frames must be at least 1"));
+                }
+            }
+            "input" => out.input = Some(it.value("input", inline)?.to_owned()),
+            "no-progress" => {
+                no_value("no-progress", inline)?;
+                out.progress = false;
+            }
+            f => {
+                if !client_option(it, &mut out.client, f, inline)? {
+                    return Err(unknown(f));
+                }
+            }
         }
     }
     Ok(out)
 }
 
-fn demo(args: DemoArgs) -> Result<ExitCode, String> {
-    client_cmds::demo(args.app, args.frames.unwrap_or(200), args.input)
-}
-
-/// Arguments of `fal-realtime send`.
-struct SendArgs {
-    /// The app id (`owner/app`).
-    app: String,
-    /// The input, as JSON.
-    json: String,
-    /// Realtime path (`--path`).
-    path: Option<String>,
-    /// `--max-buffering` (1..=60).
-    max_buffering: Option<u32>,
-    /// `--emulator HOST:PORT`: talk to a running emulator.
-    emulator: Option<String>,
-}
-
-fn parse_send(args: &[String]) -> Result<SendArgs, String> {
+fn parse_send(it: &mut ArgIter) -> CliResult<client_cmds::SendArgs> {
     let mut positional = Vec::new();
     let mut path = None;
     let mut max_buffering = None;
-    let mut emulator = None;
-    let mut it = ArgIter::new(args);
-    while let Some((flag, inline)) = it.next_arg() {
+    let mut client = ClientOpts::default();
+    while let Some(arg) = it.next_arg()? {
+        let (flag, inline) = match arg {
+            Arg::Opt(f, v) => (f, v),
+            Arg::Pos(p) => {
+                positional.push(p.to_owned());
+                continue;
+            }
+        };
         match flag {
-            Some("path") => path = Some(it.value("path", inline)?.to_owned()),
-            Some("max-buffering") => max_buffering = Some(it.parsed("max-buffering", inline)?),
-            Some("emulator") => emulator = Some(it.value("emulator", inline)?.to_owned()),
-            Some(f) => return Err(format!("send: unknown option --{f}")),
-            None => positional.push(inline.unwrap_or("").to_owned()),
+            "path" => path = Some(it.value("path", inline)?.to_owned()),
+            "max-buffering" => {
+                let n: u32 = it.parsed("max-buffering", inline)?;
+                if !(1..=60).contains(&n) {
+                    return Err(CliError::usage(format!(
+                        "--max-buffering must be between 1 and 60, not {n}"
+                    )));
+                }
+                max_buffering = Some(n);
+            }
+            f => {
+                if !client_option(it, &mut client, f, inline)? {
+                    return Err(unknown(f));
+                }
+            }
         }
     }
     let mut positional = positional.into_iter();
     match (positional.next(), positional.next(), positional.next()) {
-        (Some(app), Some(json), None) => Ok(SendArgs {
+        (Some(app), Some(json), None) => Ok(client_cmds::SendArgs {
             app,
             json,
             path,
             max_buffering,
-            emulator,
+            client,
         }),
-        _ => Err("send: expected APP JSON".into()),
+        (_, _, Some(extra)) => Err(unexpected(&extra)),
+        _ => Err(CliError::usage("expected OWNER/APP JSON")),
     }
-}
-
-fn send(args: SendArgs) -> Result<ExitCode, String> {
-    client_cmds::send(args.app, args.json, args.path, args.max_buffering, args.emulator)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -422,7 +824,7 @@ struct ProxyArgs {
     bandwidth: Option<u64>,
 }
 
-fn parse_proxy(args: &[String]) -> Result<ProxyArgs, String> {
+fn parse_proxy(it: &mut ArgIter) -> CliResult<ProxyArgs> {
     let mut upstream = None;
     let mut out = ProxyArgs {
         upstream: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -431,26 +833,24 @@ fn parse_proxy(args: &[String]) -> Result<ProxyArgs, String> {
         jitter: Duration::ZERO,
         bandwidth: None,
     };
-    let mut it = ArgIter::new(args);
-    while let Some((flag, inline)) = it.next_arg() {
+    while let Some(arg) = it.next_arg()? {
+        let (flag, inline) = match arg {
+            Arg::Opt(f, v) => (f, v),
+            Arg::Pos(p) => return Err(unexpected(p)),
+        };
         match flag {
-            Some("upstream") => {
+            "upstream" => {
                 let v = it.value("upstream", inline)?;
-                upstream = Some(resolve(v).map_err(|e| format!("--upstream {v}: {e}"))?);
+                upstream = Some(resolve(v).map_err(|e| CliError::usage(format!("--upstream {v}: {e}")))?);
             }
-            Some("port") => out.port = it.parsed("port", inline)?,
-            Some("latency-ms") => out.latency = Duration::from_millis(it.parsed("latency-ms", inline)?),
-            Some("jitter-ms") => out.jitter = Duration::from_millis(it.parsed("jitter-ms", inline)?),
-            Some("bandwidth") => out.bandwidth = Some(it.parsed("bandwidth", inline)?),
-            Some("help") => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            Some(f) => return Err(format!("proxy: unknown option --{f}")),
-            None => return Err(format!("proxy: unexpected argument {:?}", inline.unwrap_or(""))),
+            "port" => out.port = it.parsed("port", inline)?,
+            "latency-ms" => out.latency = Duration::from_millis(it.parsed("latency-ms", inline)?),
+            "jitter-ms" => out.jitter = Duration::from_millis(it.parsed("jitter-ms", inline)?),
+            "bandwidth" => out.bandwidth = Some(it.parsed("bandwidth", inline)?),
+            f => return Err(unknown(f)),
         }
     }
-    out.upstream = upstream.ok_or("proxy: --upstream HOST:PORT is required")?;
+    out.upstream = upstream.ok_or_else(|| CliError::usage("--upstream HOST:PORT is required"))?;
     Ok(out)
 }
 
@@ -464,11 +864,11 @@ fn resolve(host_port: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| "no address".to_string())
 }
 
-fn proxy(args: ProxyArgs) -> Result<ExitCode, String> {
-    use std::io::{BufRead, Write};
+fn proxy(args: ProxyArgs) -> CliResult<ExitCode> {
+    use std::io::BufRead;
     let listen = SocketAddr::from(([127, 0, 0, 1], args.port));
     let proxy = FaultProxy::start_on_detached(listen, args.upstream)
-        .map_err(|e| format!("cannot start the proxy on {listen}: {e}"))?;
+        .map_err(|e| CliError::failed(format!("cannot start the proxy on {listen}: {e}")))?;
     proxy.set_latency(args.latency, args.jitter);
     proxy.set_bandwidth(args.bandwidth);
     let mut stdout = std::io::stdout();

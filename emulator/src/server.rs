@@ -1,6 +1,7 @@
 //! Accept loop, TLS, HTTP routing, the token endpoint and the WebSocket handshake.
 
-use std::sync::atomic::Ordering;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ const TOKEN_STORE_PURGE: usize = 1024;
 /// How long a request that is never answered (the `stall` app, [`TokenFault::Hang`]) holds
 /// its connection before dropping it.
 pub(crate) const HOLD_MAX: Duration = Duration::from_secs(120);
+/// The number of the next WebSocket session, for the log (shared by every emulator of the
+/// process, so that the numbers of one log never repeat).
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 /// The service's error: hyper drops the connection without writing a response.
 #[derive(Debug)]
@@ -79,8 +83,8 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAccep
             r = listener.accept() => r,
             _ = shutdown.changed() => return,
         };
-        let tcp = match accepted {
-            Ok((tcp, _peer)) => tcp,
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // E.g. EMFILE: back off a little instead of spinning.
                 log::warn!("accept failed: {e}");
@@ -99,12 +103,12 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAccep
             }
             let serve = async {
                 match acceptor {
-                    None => serve_http(tcp, shared.clone(), faults).await,
+                    None => serve_http(tcp, peer, shared.clone(), faults).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => serve_http(tls, shared.clone(), faults).await,
-                            Ok(Err(e)) => log::debug!("TLS handshake failed: {e}"),
-                            Err(_) => log::debug!("TLS handshake timed out"),
+                            Ok(Ok(tls)) => serve_http(tls, peer, shared.clone(), faults).await,
+                            Ok(Err(e)) => log::info!("TLS handshake with {peer} failed: {e}"),
+                            Err(_) => log::info!("TLS handshake with {peer} timed out"),
                         }
                     }
                 }
@@ -117,14 +121,14 @@ pub(crate) async fn accept_loop(listener: TcpListener, acceptor: Option<TlsAccep
     }
 }
 
-async fn serve_http<I>(io: I, shared: Arc<Shared>, faults: Arc<ConnFaults>)
+async fn serve_http<I>(io: I, peer: SocketAddr, shared: Arc<Shared>, faults: Arc<ConnFaults>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |req| {
         let shared = shared.clone();
         let faults = faults.clone();
-        async move { handle(req, shared, faults).await }
+        async move { handle(req, peer, shared, faults).await }
     });
     let result = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -132,7 +136,7 @@ where
         .with_upgrades()
         .await;
     if let Err(e) = result {
-        log::debug!("HTTP connection error: {e}");
+        log::debug!("HTTP connection with {peer}: {e}");
     }
 }
 
@@ -148,29 +152,42 @@ fn detail(status: StatusCode, detail: &str) -> Response<Body> {
     json_response(status, serde_json::json!({ "detail": detail }).to_string())
 }
 
+/// Only the path of a request is ever logged: its query may carry a token (`fal_jwt_token`).
 async fn handle(
     req: Request<Incoming>,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     faults: Arc<ConnFaults>,
 ) -> Result<Response<Body>, DropConnection> {
     let path = req.uri().path();
     if path == "/tokens/" || path == "/tokens" {
         if req.method() != Method::POST {
+            log::info!("{} {path} from {peer}: 405 Method Not Allowed", req.method());
             return Ok(detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"));
         }
-        return tokens(req, &shared, &faults).await;
+        return tokens(req, peer, &shared, &faults).await;
     }
     match realtime_app(path) {
         Some("stall") => {
             // The handshake is never answered.
+            let started = Instant::now();
+            log::info!("stall: holding {path} from {peer} without an answer");
+            let path = path.to_owned();
             hold(&shared).await;
+            log::info!(
+                "stall: dropped {path} from {peer} unanswered after {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
             Err(DropConnection)
         }
         Some(app) => {
             let app = app.to_owned();
-            Ok(upgrade(req, app, shared, faults))
+            Ok(upgrade(req, app, peer, shared, faults))
         }
-        None => Ok(detail(StatusCode::NOT_FOUND, "Not Found")),
+        None => {
+            log::info!("{} {path} from {peer}: 404 Not Found", req.method());
+            Ok(detail(StatusCode::NOT_FOUND, "Not Found"))
+        }
     }
 }
 
@@ -198,6 +215,7 @@ fn auth_key(headers: &HeaderMap) -> Option<&str> {
 /// `POST /tokens/`.
 async fn tokens(
     req: Request<Incoming>,
+    peer: SocketAddr,
     shared: &Shared,
     faults: &ConnFaults,
 ) -> Result<Response<Body>, DropConnection> {
@@ -207,6 +225,16 @@ async fn tokens(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone();
+    let injected = match &fault {
+        TokenFault::None => None,
+        TokenFault::Body(_) => Some("a raw 201 body".to_owned()),
+        TokenFault::Status(status, _) => Some(format!("status {status}")),
+        TokenFault::Hang => Some("no answer (hang)".to_owned()),
+        TokenFault::Reset => Some("a reset".to_owned()),
+    };
+    if let Some(what) = injected {
+        log::info!("token request from {peer}: injected fault, {what}");
+    }
     match fault {
         TokenFault::None => {}
         TokenFault::Body(body) => return Ok(json_response(StatusCode::CREATED, body)),
@@ -223,11 +251,11 @@ async fn tokens(
             return Err(DropConnection);
         }
     }
-    Ok(issue_token(req, shared).await)
+    Ok(issue_token(req, peer, shared).await)
 }
 
 /// `POST /tokens/` without token faults.
-async fn issue_token(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+async fn issue_token(req: Request<Incoming>, peer: SocketAddr, shared: &Shared) -> Response<Body> {
     let injected = shared
         .fail_remaining
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -235,9 +263,11 @@ async fn issue_token(req: Request<Incoming>, shared: &Shared) -> Response<Body> 
     if injected {
         let status = StatusCode::from_u16(shared.fail_status.load(Ordering::SeqCst))
             .unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        log::info!("token request from {peer}: injected failure {status}");
         return detail(status, "Injected failure (emulator)");
     }
     if !auth_key(req.headers()).is_some_and(|k| shared.key_is_valid(k)) {
+        log::info!("token request from {peer}: 401 Unauthorized (missing or unknown key)");
         return detail(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
@@ -246,8 +276,15 @@ async fn issue_token(req: Request<Incoming>, shared: &Shared) -> Response<Body> 
     };
     let (allowed_apps, expiration) = match parse_token_request(&body, shared.max_token_expiration) {
         Ok(r) => r,
-        Err(msg) => return detail(StatusCode::UNPROCESSABLE_ENTITY, &msg),
+        Err(msg) => {
+            log::info!("token request from {peer}: 422 {msg}");
+            return detail(StatusCode::UNPROCESSABLE_ENTITY, &msg);
+        }
     };
+    log::info!(
+        "token issued to {peer} for {allowed_apps:?}, expires in {:.0} s",
+        expiration.as_secs_f64()
+    );
     let token = format!("emu.{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
     let now = Instant::now();
     {
@@ -341,9 +378,11 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 fn upgrade(
     mut req: Request<Incoming>,
     app: String,
+    peer: SocketAddr,
     shared: Arc<Shared>,
     faults: Arc<ConnFaults>,
 ) -> Response<Body> {
+    let path = req.uri().path().to_owned();
     let mut token = None;
     let mut max_buffering = None;
     for pair in req.uri().query().unwrap_or("").split('&') {
@@ -353,10 +392,11 @@ fn upgrade(
             "max_buffering" => match percent_decode(v).parse::<usize>() {
                 Ok(n) if (1..=60).contains(&n) => max_buffering = Some(n),
                 _ => {
+                    log::info!("upgrade of {path} from {peer}: 400 (bad max_buffering)");
                     return detail(
                         StatusCode::BAD_REQUEST,
                         "max_buffering must be an integer between 1 and 60",
-                    )
+                    );
                 }
             },
             _ => {}
@@ -368,6 +408,10 @@ fn upgrade(
         && header_has_token(headers, header::UPGRADE, "websocket")
         && header_has_token(headers, header::CONNECTION, "upgrade");
     if !is_upgrade {
+        log::info!(
+            "{} {path} from {peer}: 426 (not a WebSocket upgrade)",
+            req.method()
+        );
         let mut resp = detail(
             StatusCode::UPGRADE_REQUIRED,
             "this is a WebSocket endpoint: upgrade required",
@@ -377,6 +421,7 @@ fn upgrade(
         return resp;
     }
     if !matches!(headers.get(header::SEC_WEBSOCKET_VERSION), Some(v) if v.as_bytes() == b"13") {
+        log::info!("upgrade of {path} from {peer}: 400 (unsupported Sec-WebSocket-Version)");
         let mut resp = detail(StatusCode::BAD_REQUEST, "unsupported Sec-WebSocket-Version");
         resp.headers_mut()
             .insert(header::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -386,6 +431,7 @@ fn upgrade(
         .get(header::SEC_WEBSOCKET_KEY)
         .map(|k| derive_accept_key(k.as_bytes()))
     else {
+        log::info!("upgrade of {path} from {peer}: 400 (missing Sec-WebSocket-Key)");
         return detail(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key");
     };
 
@@ -396,14 +442,24 @@ fn upgrade(
             .get(&t)
             .is_some_and(|e| e.expires > now && e.allowed_apps.contains(&app))
     });
-    let authorized = token_ok || auth_key(headers).is_some_and(|k| shared.key_is_valid(k));
+    let key_ok = !token_ok && auth_key(headers).is_some_and(|k| shared.key_is_valid(k));
+    let authorized = token_ok || key_ok;
+    let auth = if token_ok {
+        "token"
+    } else if key_ok {
+        "key"
+    } else {
+        "none (unauthorized)"
+    };
 
     Counters::inc(&shared.counters.ws_connections);
     if !authorized {
         Counters::inc(&shared.counters.ws_unauthorized);
     }
     let settings = shared.app_settings(&app);
+    let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
     let ctx = SessionCtx {
+        id,
         kind: AppKind::from_name(&app),
         buffering: max_buffering.unwrap_or(settings.buffering).max(1),
         settings,
@@ -415,7 +471,10 @@ fn upgrade(
     let mut kill = shared.kill.subscribe();
     let mut shutdown = shared.shutdown.subscribe();
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let who = format!("session {id} (app {app}, path {path}, peer {peer})");
+    log::info!("{who} accepted: auth {auth}, buffering {}", ctx.buffering);
     tokio::spawn(async move {
+        let started = Instant::now();
         if *shutdown.borrow_and_update() {
             return;
         }
@@ -423,18 +482,25 @@ fn upgrade(
             r = on_upgrade => match r {
                 Ok(io) => io,
                 Err(e) => {
-                    log::debug!("upgrade failed: {e}");
+                    log::info!("{who} ended: the upgrade failed ({e})");
                     return;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                log::info!("{who} ended: the emulator shut down");
+                return;
+            }
         };
         let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(ws_config())).await;
-        tokio::select! {
-            () = session::run(ws, ctx) => {}
-            _ = kill.changed() => log::debug!("connection killed"),
-            _ = shutdown.changed() => {}
-        }
+        let how = tokio::select! {
+            (end, inputs) = session::run(ws, ctx) => format!("{end}, {inputs} input(s)"),
+            _ = kill.changed() => "killed (kill_connections)".to_owned(),
+            _ = shutdown.changed() => "the emulator shut down".to_owned(),
+        };
+        log::info!(
+            "{who} ended after {:.3} s: {how}",
+            started.elapsed().as_secs_f64()
+        );
     });
 
     let mut resp = Response::new(Full::new(Bytes::new()));

@@ -66,6 +66,8 @@ impl AppKind {
 
 /// Everything a session needs to know.
 pub(crate) struct SessionCtx {
+    /// The session's number, for the log.
+    pub id: u64,
     pub kind: AppKind,
     pub settings: AppSettings,
     /// Queue length (`max_buffering` or the app's `buffering`), at least 1.
@@ -83,12 +85,43 @@ enum Flow {
     Stop,
 }
 
-/// Runs a session to its end. Dropping the future drops the connection without a close frame.
-pub(crate) async fn run(mut ws: Ws, ctx: SessionCtx) {
+/// How a session ended, for the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The connection was not authorized: `Unauthorized` sent, then closed.
+    Unauthorized,
+    /// The client sent a close frame (with this code, if any).
+    ClientClosed(Option<u16>),
+    /// The connection ended without a close frame: the end of the stream, or a read error.
+    Lost(Option<String>),
+    /// Idle for the session timeout: `TIMEOUT` sent, then a 1000 close.
+    TimedOut,
+    /// The app ended it: an error reply, a control hook, or a failed write.
+    App,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Unauthorized => f.write_str("unauthorized (Unauthorized sent, then closed)"),
+            End::ClientClosed(Some(code)) => write!(f, "closed by the client (code {code})"),
+            End::ClientClosed(None) => f.write_str("closed by the client (no code)"),
+            End::Lost(None) => f.write_str("connection lost (no close frame)"),
+            End::Lost(Some(e)) => write!(f, "connection lost ({e})"),
+            End::TimedOut => f.write_str("idle timeout (TIMEOUT sent, closed with 1000)"),
+            End::App => f.write_str("ended by the app (error reply, control hook or failed write)"),
+        }
+    }
+}
+
+/// Runs a session to its end: how it ended and how many inputs it read. Dropping the future
+/// drops the connection without a close frame.
+pub(crate) async fn run(mut ws: Ws, ctx: SessionCtx) -> (End, u64) {
     if !ctx.authorized {
         unauthorized(&mut ws).await;
-        return;
+        return (End::Unauthorized, 0);
     }
+    let mut inputs = 0u64;
     let counters = &ctx.shared.counters;
     let delay = ctx.settings.delay;
     let idle_timeout = ctx.settings.session_timeout;
@@ -111,14 +144,14 @@ pub(crate) async fn run(mut ws: Ws, ctx: SessionCtx) {
             if ws.feed(Message::text(TIMEOUT)).await.is_ok() {
                 close(&mut ws, CloseCode::Normal, "").await;
             }
-            return;
+            return (End::TimedOut, inputs);
         }
         tokio::select! {
             biased;
             () = &mut work, if current.is_some() => {
                 let Some((input, started)) = current.take() else { continue };
                 if handle_input(&mut ws, &ctx, input, started).await == Flow::Stop {
-                    return;
+                    return (End::App, inputs);
                 }
                 if let Some(next) = queue.pop_front() {
                     let now = Instant::now();
@@ -137,14 +170,16 @@ pub(crate) async fn run(mut ws: Ws, ctx: SessionCtx) {
                 }
             }
             msg = ws.next(), if !timing_out => match msg {
-                None | Some(Err(_)) => return,
-                Some(Ok(Message::Close(_))) => {
+                None => return (End::Lost(None), inputs),
+                Some(Err(e)) => return (End::Lost(Some(e.to_string())), inputs),
+                Some(Ok(Message::Close(frame))) => {
                     // Let tungstenite send its close reply, then stop.
                     drain(&mut ws).await;
-                    return;
+                    return (End::ClientClosed(frame.map(|f| u16::from(f.code))), inputs);
                 }
                 Some(Ok(input @ (Message::Binary(_) | Message::Text(_)))) => {
                     Counters::inc(&counters.inputs_received);
+                    inputs += 1;
                     let now = Instant::now();
                     last_input = now;
                     if current.is_some() {
@@ -156,7 +191,7 @@ pub(crate) async fn run(mut ws: Ws, ctx: SessionCtx) {
                     } else if delay.is_zero() {
                         // Fast path: answer from the task that read the input.
                         if handle_input(&mut ws, &ctx, input, now).await == Flow::Stop {
-                            return;
+                            return (End::App, inputs);
                         }
                     } else {
                         work.as_mut().reset(now + delay);
@@ -165,7 +200,7 @@ pub(crate) async fn run(mut ws: Ws, ctx: SessionCtx) {
                 }
                 Some(Ok(_)) => {} // ping / pong: tungstenite answers pings itself
             },
-            else => return,
+            else => return (End::App, inputs),
         }
     }
 }
@@ -403,6 +438,9 @@ async fn control(ws: &mut Ws, ctx: &SessionCtx, raw: Bytes, value: Value, starte
         _ => &[],
     };
     let action = map_get(map, "do").and_then(Value::as_str).unwrap_or("");
+    if !action.is_empty() {
+        log::debug!("session {}: control hook {action:?}", ctx.id);
+    }
     let echo = Message::Binary(raw);
     match action {
         "garbage" => {
