@@ -40,10 +40,13 @@ import json, sys
 cells = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 doors = ["Rust callback", "Rust pull", "C callback", "C session", "C ws",
          "Python sync", "Python asyncio", "Python callback", "Python ws"]
-faults = []
-for c in cells:
-    if c["fault"] not in faults:
-        faults.append(c["fault"])
+order = ["server stops answering", "network stall (proxy)", "pongs late (within the timeout)",
+         "connection reset", "cut mid-frame", "cut mid-frame (proxy)", "oversized frame",
+         "abnormal close 4001", "latency 40 ms ± 10 ms", "handshake stalls",
+         "token: unexpected body", "token: HTTP 500", "token: HTTP 401", "token: hangs",
+         "token: connection reset"]
+seen = {c["fault"] for c in cells}
+faults = [f for f in order if f in seen] + sorted(seen - set(order))
 table = {(c["door"], c["fault"]): c["outcome"] for c in cells}
 lines = ["| fault | " + " | ".join(doors) + " |", "|---" * (len(doors) + 1) + "|"]
 for f in faults:

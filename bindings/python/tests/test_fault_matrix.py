@@ -119,3 +119,112 @@ def test_handshake_stall_times_out(emu: Emulator) -> None:
         with client(emu).realtime("owner/stall"):
             pass
     record("Python sync", "handshake stalls", outcome(e.value), t)
+
+
+class Proxy:
+    """``fal-realtime proxy`` in front of the emulator, driven through its stdin."""
+
+    def __init__(self, emu: Emulator) -> None:
+        import re
+        import subprocess
+
+        from conftest import emulator_binary
+
+        binary = emulator_binary()
+        assert binary is not None
+        self.proc = subprocess.Popen(
+            [str(binary), "proxy", "--upstream", emu.host],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (127\.0\.0\.1:\d+)", line)
+        assert m, line
+        self.host = m.group(1)
+
+    def do(self, cmd: str) -> None:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline().startswith("ok"), cmd
+
+    def client(self) -> fal_realtime.Client:
+        return fal_realtime.Client(
+            key="test-key",
+            run_host=f"ws://{self.host}",
+            rest_url=f"http://{self.host}",
+            allow_insecure_ws=True,
+            ping_interval=0.2,
+            ping_timeout=0.4,
+        )
+
+    def close(self) -> None:
+        try:
+            self.do("quit")
+        except Exception:
+            pass
+        self.proc.kill()
+        self.proc.wait(10)
+
+
+@pytest.fixture
+def proxy(emu: Emulator) -> Any:
+    p = Proxy(emu)
+    yield p
+    p.close()
+
+
+def test_proxy_latency_stall_sync(proxy: Proxy) -> None:
+    proxy.do("latency 40 10")
+    t = time.monotonic()
+    with proxy.client().realtime("owner/echo") as conn:
+        for i in range(10):
+            conn.send({"i": i})
+        assert [conn.recv(timeout=15) for _ in range(10)] == [{"i": i} for i in range(10)]
+        record("Python sync", "latency 40 ms ± 10 ms", "10/10 results in order", t)
+        proxy.do("latency 0 0")
+        t = time.monotonic()
+        proxy.do("stall")
+        with pytest.raises(fal_realtime.FalTimeoutError) as e:
+            conn.recv(timeout=15)
+        record("Python sync", "network stall (proxy)", outcome(e.value), t)
+        proxy.do("resume")
+
+
+@pytest.mark.asyncio
+async def test_proxy_latency_stall_async(proxy: Proxy) -> None:
+    proxy.do("latency 40 10")
+    t = time.monotonic()
+    async with proxy.client().realtime_async("owner/echo") as conn:
+        for i in range(10):
+            await conn.send({"i": i})
+        assert [await conn.recv(timeout=15) for _ in range(10)] == [{"i": i} for i in range(10)]
+        record("Python asyncio", "latency 40 ms ± 10 ms", "10/10 results in order", t)
+        proxy.do("latency 0 0")
+        t = time.monotonic()
+        proxy.do("stall")
+        with pytest.raises(fal_realtime.FalTimeoutError) as e:
+            await asyncio.wait_for(conn.recv(), 15)
+        record("Python asyncio", "network stall (proxy)", outcome(e.value), t)
+        proxy.do("resume")
+
+
+def test_proxy_cut_mid_frame_callback_recovers(proxy: Proxy) -> None:
+    errors: "queue.Queue[BaseException]" = queue.Queue()
+    results: "queue.Queue[Any]" = queue.Queue()
+    conn = proxy.client().connect("owner/echo", on_result=results.put, on_error=errors.put, throttle_interval=0)
+    try:
+        conn.send({"i": 0})
+        assert results.get(timeout=15) == {"i": 0}
+        t = time.monotonic()
+        proxy.do("cut-after 5")
+        conn.send({"i": 1, "pad": "x" * 200})
+        err = errors.get(timeout=15)
+        assert isinstance(err, fal_realtime.ClosedError), repr(err)
+        conn.send({"i": 2})
+        assert results.get(timeout=15) == {"i": 2}
+        record("Python callback", "cut mid-frame (proxy)", outcome(err) + ", recovers", t)
+    finally:
+        conn.close()
