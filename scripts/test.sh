@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what it needs
 # itself (Python venv, maturin, pytest, cbindgen, koffi), builds the emulator,
-# and runs the Rust, C/C++, Node, Python and benchmark-smoke suites.
-# Usage: scripts/test.sh [rust|c|python|bench ...]   (default: all)
+# and runs the Rust, C/C++, Node, Python, benchmark-smoke and short fuzzing
+# suites (scripts/test-fuzz.sh: nightly + cargo-fuzz, installed if missing).
+# Usage: scripts/test.sh [rust|c|python|bench|fuzz ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench)
+[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench fuzz)
 passed=0
 failed=0
 for s in "${stages[@]}"; do
