@@ -1077,8 +1077,14 @@ static void matrix_record(const char *door, const char *fault, fal_rt_result kin
     if (path == NULL || path[0] == '\0') return;
     FILE *f = fopen(path, "a");
     if (f == NULL) return;
-    fprintf(f, "{\"door\":\"%s\",\"fault\":\"%s\",\"outcome\":\"%s (%u)%s\"}\n", door, fault,
-            fal_rt_result_name(kind), (unsigned)code, extra);
+    if (kind == FAL_RT_OK)
+        fprintf(f, "{\"door\":\"%s\",\"fault\":\"%s\",\"outcome\":\"no error, result delivered\"}\n", door, fault);
+    else if (code == 0)
+        fprintf(f, "{\"door\":\"%s\",\"fault\":\"%s\",\"outcome\":\"%s%s\"}\n", door, fault,
+                fal_rt_result_name(kind), extra);
+    else
+        fprintf(f, "{\"door\":\"%s\",\"fault\":\"%s\",\"outcome\":\"%s (%u)%s\"}\n", door, fault,
+                fal_rt_result_name(kind), (unsigned)code, extra);
     fclose(f);
 }
 
@@ -1143,6 +1149,52 @@ static void test_fault_matrix(void) {
         CHECK(kind == fc->kind && ccode == fc->code);
         fal_rt_realtime_free(r.conn);
         recorder_destroy(&r);
+    }
+    /* Pongs that come late but within the timeout are not an error. */
+    {
+        fal_rt_session *s = NULL;
+        fal_rt_message *m = NULL;
+        fal_rt_client_options co = emulator_client_options(NULL);
+        co.ping_interval_ms = 200;
+        co.ping_timeout_ms = 3000;
+        fal_rt_client *patient = NULL;
+        CHECK_RC(fal_rt_client_new(&co, &patient, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_session_connect(patient, "demo/control", NULL, &s, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_session_send_json(s, "{\"do\":\"pause\",\"ms\":700}", NULL), FAL_RT_OK);
+        fal_rt_result rc = fal_rt_session_recv(s, WAIT_MS, &m, NULL);
+        fal_rt_message_free(m);
+        matrix_record("C session", "pongs late (within the timeout)", rc, 0, "");
+        CHECK(rc == FAL_RT_OK);
+        fal_rt_session_free(s);
+        fal_rt_client_free(patient);
+    }
+    /* A handshake that is never answered: the open timeout, in every style. */
+    {
+        fal_rt_client_options co = emulator_client_options(NULL);
+        co.open_timeout_ms = 1000;
+        fal_rt_client *impatient = NULL;
+        CHECK_RC(fal_rt_client_new(&co, &impatient, NULL), FAL_RT_OK);
+        fal_rt_session *s = NULL;
+        fal_rt_result rc = fal_rt_session_connect(impatient, "demo/stall", NULL, &s, NULL);
+        matrix_record("C session", "handshake stalls", rc, 0, "");
+        CHECK(rc == FAL_RT_TIMEOUT);
+        fal_rt_ws *w = NULL;
+        fal_rt_connect_options o = no_throttle();
+        o.path = "/realtime";
+        rc = fal_rt_ws_connect(impatient, "demo/stall", &o, NULL, &w, NULL);
+        matrix_record("C ws", "handshake stalls", rc, 0, "");
+        CHECK(rc == FAL_RT_TIMEOUT);
+        recorder r;
+        recorder_init(&r);
+        fal_rt_realtime_handler h = rec_handler(&r);
+        CHECK_RC(fal_rt_realtime_connect(impatient, "demo/stall", &o, &h, &r.conn, NULL), FAL_RT_OK);
+        CHECK_RC(fal_rt_realtime_send_json(r.conn, "{\"n\":1}", NULL), FAL_RT_OK);
+        CHECK(wait_for(&r, &r.errors, 1));
+        matrix_record("C callback", "handshake stalls", r.last_error_kind, 0, "");
+        CHECK(r.last_error_kind == FAL_RT_TIMEOUT);
+        fal_rt_realtime_free(r.conn);
+        recorder_destroy(&r);
+        fal_rt_client_free(impatient);
     }
     fal_rt_client_free(client);
 }

@@ -119,6 +119,46 @@ def test_handshake_stall_times_out(emu: Emulator) -> None:
         with client(emu).realtime("owner/stall"):
             pass
     record("Python sync", "handshake stalls", outcome(e.value), t)
+    t = time.monotonic()
+    with pytest.raises(fal_realtime.FalTimeoutError) as e:
+        with client(emu).ws_connect("owner/stall", path="/realtime"):
+            pass
+    record("Python ws", "handshake stalls", outcome(e.value), t)
+    errors: "queue.Queue[BaseException]" = queue.Queue()
+    conn = client(emu).connect("owner/stall", on_result=lambda r: None, on_error=errors.put)
+    try:
+        t = time.monotonic()
+        conn.send({"n": 1})
+        err = errors.get(timeout=15)
+        record("Python callback", "handshake stalls", outcome(err), t)
+        assert isinstance(err, fal_realtime.FalTimeoutError), repr(err)
+    finally:
+        conn.close()
+
+
+@pytest.mark.asyncio
+async def test_async_handshake_stall_and_late_pongs(emu: Emulator) -> None:
+    t = time.monotonic()
+    with pytest.raises(fal_realtime.FalTimeoutError) as e:
+        async with client(emu).realtime_async("owner/stall"):
+            pass
+    record("Python asyncio", "handshake stalls", outcome(e.value), t)
+    patient = emu.client(ping_interval=0.2, ping_timeout=3.0)
+    t = time.monotonic()
+    async with patient.realtime_async("owner/control") as conn:
+        await conn.send({"do": "pause", "ms": 700})
+        assert (await conn.recv(timeout=15)) == {"do": "pause", "ms": 700}
+        assert conn.stats.pings_sent >= 2
+    record("Python asyncio", "pongs late (within the timeout)", "no error, result delivered", t)
+
+
+def test_late_pongs_sync(emu: Emulator) -> None:
+    patient = emu.client(ping_interval=0.2, ping_timeout=3.0)
+    t = time.monotonic()
+    with patient.realtime("owner/control") as conn:
+        conn.send({"do": "pause", "ms": 700})
+        assert conn.recv(timeout=15) == {"do": "pause", "ms": 700}
+    record("Python sync", "pongs late (within the timeout)", "no error, result delivered", t)
 
 
 class Proxy:
