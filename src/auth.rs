@@ -114,7 +114,9 @@ pub fn is_retryable_status(status: u16) -> bool {
 pub fn backoff(attempt: u32, unit: f64) -> Duration {
     let base = Duration::from_millis(250).saturating_mul(1u32 << attempt.min(10));
     let capped = base.min(Duration::from_secs(4));
-    capped.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+    // NaN would panic in `mul_f64`: treat it as 0.
+    let unit = if unit.is_nan() { 0.0 } else { unit.clamp(0.0, 1.0) };
+    capped.mul_f64(0.5 + 0.5 * unit)
 }
 
 /// The JSON body of a token request.
@@ -173,6 +175,7 @@ mod tests {
         assert_eq!(backoff(1, 0.0), Duration::from_millis(250));
         assert_eq!(backoff(10, 0.0), Duration::from_secs(2));
         assert!(backoff(30, 1.0) <= Duration::from_secs(4));
+        assert_eq!(backoff(0, f64::NAN), Duration::from_millis(125));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   value: the top-level string, else the object's `token` string, else its
 //!   `detail` string; when the input has no escapes the token's bytes appear
 //!   in it verbatim;
-//! * Err is an Auth error whose body is the input (lossy UTF-8), and happens
+//! * Err is an Http error (the endpoint misbehaved) whose body is the input (lossy UTF-8), and happens
 //!   exactly when no such token exists.
 #![no_main]
 
@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Err(e) => {
-            assert_eq!(e.kind(), ErrorKind::Auth);
+            assert_eq!(e.kind(), ErrorKind::Http);
             assert_eq!(expected, None, "a token was there in {}", hex(data));
             assert_eq!(e.body(), Some(String::from_utf8_lossy(data).as_ref()));
         }
