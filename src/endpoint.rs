@@ -180,8 +180,11 @@ pub fn redact_url(url: &str) -> String {
         out.push_str(&rest[..start]);
         out.push_str("***");
         let tail = &rest[start..];
+        // The value ends where a query value we built cannot go on: `&`, `#`,
+        // and (in error text around a URL) `"` or white space, all of which
+        // `build_ws_url` percent-encodes inside a token.
         let end = tail
-            .find(|c: char| c == '&' || c == '#' || c == '"' || c == '\'' || c.is_whitespace())
+            .find(|c: char| c == '&' || c == '#' || c == '"' || c.is_whitespace())
             .unwrap_or(tail.len());
         rest = &tail[end..];
     }
@@ -214,6 +217,9 @@ mod tests {
         let e = redact_url("error for ws://h/x?fal_jwt_token=abc def");
         assert_eq!(e, "error for ws://h/x?fal_jwt_token=*** def");
         assert_eq!(redact_url("no token here"), "no token here");
+        // Characters a token may carry unencoded do not end the redaction.
+        let u = build_ws_url("wss", "h", "a/b", Some("x'y!z(1)"), None);
+        assert_eq!(redact_url(&u), "wss://h/a/b?fal_jwt_token=***");
     }
 
     #[test]
