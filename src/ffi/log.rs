@@ -180,14 +180,11 @@ pub unsafe extern "C" fn fal_rt_set_logger(
         if IN_LOGGER.with(|g| g.get()) {
             return fal_rt_result::FAL_RT_WOULD_BLOCK_IN_CALLBACK;
         }
-        let new = match callback {
-            None => None,
-            Some(cb) => Some(Sink {
-                callback: cb,
-                user_data,
-                level: from_level(level),
-            }),
-        };
+        let new = callback.map(|cb| Sink {
+            callback: cb,
+            user_data,
+            level: from_level(level),
+        });
         let ours = *INSTALLED.get_or_init(|| log::set_logger(&LOGGER).is_ok());
         if !ours {
             return fal_rt_result::FAL_RT_WRONG_MODE;
