@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The C log sink test (tests/c/test_logger.c: fal_rt_set_logger) against the
-# emulator. Run by scripts/test-go.sh and scripts/test-csharp.sh, or alone.
+# emulator, plain and (if valgrind is installed) under valgrind. Run by
+# scripts/test-go.sh, or alone.
 # Prints a last line `logger: N passed, M failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,15 @@ set +e
 FAL_RT_EMULATOR="$HOSTPORT" timeout 120 "$TMP/test_logger" | tee "$TMP/out"
 rc=${PIPESTATUS[0]}
 set -e
+if [ "$rc" -eq 0 ] && command -v valgrind >/dev/null 2>&1; then
+  set +e
+  FAL_RT_EMULATOR="$HOSTPORT" timeout 300 valgrind -q --error-exitcode=1 --leak-check=full \
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite \
+    --suppressions="$ROOT/tests/c/valgrind.supp" "$TMP/test_logger" >"$TMP/vg.out" 2>&1
+  rc=$?
+  set -e
+  if [ "$rc" -eq 0 ]; then echo "ok - logger tests under valgrind"; else cat "$TMP/vg.out"; echo "3 passed, 1 failed" >>"$TMP/out"; fi
+fi
 counts="$(tail -1 "$TMP/out")"
 echo "logger: ${counts:-0 passed, 1 failed}"
 [ "$rc" -eq 0 ]
