@@ -380,3 +380,75 @@ func TestLogger(t *testing.T) {
 		t.Fatal("records after logging was turned off")
 	}
 }
+
+func TestConnConcurrentSendAndClose(t *testing.T) {
+	c := emulator(t, "FAL_RT_EMULATOR")
+	ctx := ctxT(t)
+	var results atomic.Int32
+	conn, err := Connect(ctx, c, "demo/echo", &ConnectOptions{NoThrottle: true}, &Handler{
+		OnResult: func(conn *Conn, _ *Result) {
+			results.Add(1)
+			conn.Send(input{N: -1}) // re-entrant send
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := conn.Send(input{N: g*100 + i}); err != nil && !errors.Is(err, ErrClosed) {
+					t.Error(err)
+					return
+				}
+				_ = conn.State()
+			}
+		}(g)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for results.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	conn.Close() // races with the senders: they see ErrClosed
+	wg.Wait()
+	if results.Load() < 5 {
+		t.Fatalf("only %d results", results.Load())
+	}
+	n := results.Load()
+	time.Sleep(200 * time.Millisecond)
+	if results.Load() != n {
+		t.Fatal("results after Close returned")
+	}
+}
+
+func TestOpenSessionCancelled(t *testing.T) {
+	host := os.Getenv("FAL_RT_EMULATOR")
+	if host == "" {
+		t.Skip("FAL_RT_EMULATOR not set")
+	}
+	c, err := NewClient(ClientOptions{Key: "test-key", RunHost: "ws://" + host, RestURL: "http://" + host,
+		AllowInsecure: true, TokenRetries: -1, OpenTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// "stall" never answers the upgrade: ctx ends the wait long before the open timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := OpenSession(ctx, c, "demo/stall", nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want deadline exceeded", err)
+	}
+	if el := time.Since(start); el > time.Second {
+		t.Fatalf("took %v", el)
+	}
+	// Without ctx, the client's open timeout applies.
+	_, err = OpenSession(context.Background(), c, "demo/stall", nil)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Kind != KindTimeout {
+		t.Fatalf("got %v, want timeout", err)
+	}
+}
