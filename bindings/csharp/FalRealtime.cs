@@ -339,7 +339,17 @@ namespace FalRealtime
             }
         }
 
-        public void Dispose() { handle.Dispose(); }
+        /// <summary>
+        /// Free the connection. Outside event handlers, waits until the library
+        /// released it: no event is raised after this returns (also when another
+        /// thread was inside a call on it, which SafeHandle lets finish first).
+        /// Inside a handler it does not wait (the library defers the free).
+        /// </summary>
+        public void Dispose()
+        {
+            handle.Dispose();
+            if (!Threads.InCallback) dispatcher.Released.WaitOne();
+        }
 
         static class Callbacks
         {
@@ -361,8 +371,10 @@ namespace FalRealtime
             static void Guard(Action a)
             {
                 Threads.Attached();
+                Threads.Enter();
                 try { a(); }
                 catch (Exception e) { Console.Error.WriteLine("fal-realtime: an event handler threw: " + e); }
+                finally { Threads.Leave(); }
             }
 
             [MonoPInvokeCallback(typeof(Native.ResultFn))]
@@ -528,6 +540,14 @@ namespace FalRealtime
     internal static class Threads
     {
         [ThreadStatic] static bool seen;
+        [ThreadStatic] static int depth;
+
+        /// <summary>Whether this thread is running one of this binding's callbacks.</summary>
+        public static bool InCallback { get { return depth > 0; } }
+
+        public static void Enter() { depth++; }
+
+        public static void Leave() { depth--; }
 
         /// <summary>
         /// Called first by every callback: Mono attaches a library thread on its

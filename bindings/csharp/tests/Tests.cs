@@ -190,6 +190,41 @@ static class Tests
         }
     }
 
+    static void ConcurrentSendAndDispose()
+    {
+        using (var client = NewClient("FAL_RT_EMULATOR"))
+        {
+            var conn = new RealtimeConnection(client, "demo/echo", new ConnectOptions { ThrottleMs = -1 });
+            var r = new Recorder();
+            r.Attach(conn);
+            conn.ResultReceived += (s, e) => { try { ((RealtimeConnection)s).SendJson("{\"n\":-1}"); } catch (ObjectDisposedException) { } };
+            int unexpected = 0;
+            var threads = new List<Thread>();
+            for (int t = 0; t < 4; t++)
+            {
+                var th = new Thread(() =>
+                {
+                    for (int i = 0; i < 50; i++)
+                    {
+                        try { conn.SendJson("{\"n\":" + i + "}"); var st = conn.State; }
+                        catch (ObjectDisposedException) { }
+                        catch (Exception) { Interlocked.Increment(ref unexpected); }
+                    }
+                });
+                th.Start();
+                threads.Add(th);
+            }
+            r.WaitFor(() => r.Results.Count >= 5, "results");
+            conn.Dispose(); // races with the senders: SafeHandle keeps each call safe
+            r.Disposed = true;
+            foreach (var th in threads) Check(th.Join(Wait), "sender finished");
+            Check(Volatile.Read(ref unexpected) == 0, "no unexpected exceptions");
+            Check(conn.Released.WaitOne(Wait), "released");
+            Thread.Sleep(200);
+            lock (r) Check(r.AfterDispose == 0, "no events after Dispose: " + r.AfterDispose);
+        }
+    }
+
     static void ReconnectAfterIdleTimeout()
     {
         using (var client = NewClient("FAL_RT_EMULATOR_TIMEOUT"))
@@ -296,6 +331,7 @@ static class Tests
         Run("unauthorized", Unauthorized);
         Run("close_and_dispose", CloseAndDispose);
         Run("dispose_inside_callback", DisposeInsideCallback);
+        Run("concurrent_send_and_dispose", ConcurrentSendAndDispose);
         Run("reconnect_after_idle_timeout", ReconnectAfterIdleTimeout);
         Run("session_round_trip", SessionRoundTrip);
         Run("session_errors", SessionErrors);
