@@ -421,10 +421,11 @@ typedef struct fal_rt_client_options {
  *
  * Thread: any thread of the library that logs (runtime workers, blocking-pool
  * threads, or your own thread inside a library call), possibly concurrently
- * with itself: make it thread-safe and quick. It is never called
- * re-entrantly: records logged on a thread while that thread is inside the
- * callback (e.g. by a library call made from the callback) are dropped.
- * Messages never contain a token or an API key (URLs are redacted).
+ * with itself: make it thread-safe and quick, and do not call functions of
+ * this library from it (a record may be logged while the library holds an
+ * internal lock). It is never called re-entrantly: records logged on a
+ * thread while that thread is inside the callback are dropped. Messages
+ * never contain a token or an API key (URLs are redacted).
  */
 typedef void (*fal_rt_log_fn)(void *user_data,
                               fal_rt_log_level level,
@@ -925,9 +926,10 @@ void fal_rt_client_free(struct fal_rt_client *client);
  * level costs almost nothing. May be called again at any time, from any
  * thread, to change the level or replace the callback: when it returns, the
  * previous callback is not running and is never called again, so its
- * `user_data` may be released then. `user_data` is passed first to every
- * call and must be usable from any thread. See `fal_rt_log_fn` for the
- * thread and the borrowing rules.
+ * `user_data` may be released then (so do not call this while holding a
+ * lock your callback takes). `user_data` is passed first to every call and
+ * must be usable from any thread. See `fal_rt_log_fn` for the thread and
+ * the borrowing rules.
  *
  * `level` must be one of the `fal_rt_log_level` values (ignored when
  * `callback` is NULL).

@@ -34,10 +34,11 @@ pub enum fal_rt_log_level {
 ///
 /// Thread: any thread of the library that logs (runtime workers, blocking-pool
 /// threads, or your own thread inside a library call), possibly concurrently
-/// with itself: make it thread-safe and quick. It is never called
-/// re-entrantly: records logged on a thread while that thread is inside the
-/// callback (e.g. by a library call made from the callback) are dropped.
-/// Messages never contain a token or an API key (URLs are redacted).
+/// with itself: make it thread-safe and quick, and do not call functions of
+/// this library from it (a record may be logged while the library holds an
+/// internal lock). It is never called re-entrantly: records logged on a
+/// thread while that thread is inside the callback are dropped. Messages
+/// never contain a token or an API key (URLs are redacted).
 pub type fal_rt_log_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -153,9 +154,10 @@ impl log::Log for CLogger {
 /// level costs almost nothing. May be called again at any time, from any
 /// thread, to change the level or replace the callback: when it returns, the
 /// previous callback is not running and is never called again, so its
-/// `user_data` may be released then. `user_data` is passed first to every
-/// call and must be usable from any thread. See `fal_rt_log_fn` for the
-/// thread and the borrowing rules.
+/// `user_data` may be released then (so do not call this while holding a
+/// lock your callback takes). `user_data` is passed first to every call and
+/// must be usable from any thread. See `fal_rt_log_fn` for the thread and
+/// the borrowing rules.
 ///
 /// `level` must be one of the `fal_rt_log_level` values (ignored when
 /// `callback` is NULL).
