@@ -190,6 +190,45 @@ typedef int32_t fal_rt_result;
 #endif // __cplusplus
 
 /**
+ * Severity of a log record (`fal_rt_set_logger`, `fal_rt_log_fn`). A logger
+ * set at a level receives the records of that level and every more severe one.
+ */
+enum fal_rt_log_level
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Failures the library could not report otherwise (e.g. a callback panicked).
+     */
+    FAL_RT_LOG_ERROR = 1,
+    /**
+     * Errors also reported to callbacks, unusual conditions.
+     */
+    FAL_RT_LOG_WARN = 2,
+    /**
+     * Rare lifecycle events.
+     */
+    FAL_RT_LOG_INFO = 3,
+    /**
+     * Connection lifecycle: opening a socket (`"opening ws://..."`, URL
+     * redacted), token fetches, closes.
+     */
+    FAL_RT_LOG_DEBUG = 4,
+    /**
+     * Everything, including the TLS and WebSocket libraries' chatter.
+     */
+    FAL_RT_LOG_TRACE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum fal_rt_log_level fal_rt_log_level;
+#else
+typedef int32_t fal_rt_log_level;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * The state of a callback-style realtime connection (`on_state`, `fal_rt_realtime_state`).
  */
 enum fal_rt_state
@@ -372,6 +411,26 @@ typedef struct fal_rt_client_options {
      */
     int32_t ping_timeout_ms;
 } fal_rt_client_options;
+
+/**
+ * A log callback: one record of `level`. `target` is the module that logged
+ * it (e.g. `"fal_realtime::open"`; records of the library start with
+ * `"fal_realtime"`, others come from the TLS or WebSocket libraries it
+ * uses) and `message` the formatted text: both NUL-terminated UTF-8,
+ * borrowed for the duration of the call (copy them to keep them).
+ *
+ * Thread: any thread of the library that logs (runtime workers, blocking-pool
+ * threads, or your own thread inside a library call), possibly concurrently
+ * with itself: make it thread-safe and quick, and do not call functions of
+ * this library from it (a record may be logged while the library holds an
+ * internal lock). It is never called re-entrantly: records logged on a
+ * thread while that thread is inside the callback are dropped. Messages
+ * never contain a token or an API key (URLs are redacted).
+ */
+typedef void (*fal_rt_log_fn)(void *user_data,
+                              fal_rt_log_level level,
+                              const char *target,
+                              const char *message);
 
 /**
  * A token provider: write a token for `app` (the normalised `{id}{path}`, e.g.
@@ -859,6 +918,34 @@ fal_rt_result fal_rt_client_new(const struct fal_rt_client_options *options,
  * `client` is NULL or a client not freed before, not in use by another thread.
  */
 void fal_rt_client_free(struct fal_rt_client *client);
+
+/**
+ * Route the library's log records to `callback`, or turn logging off
+ * (`callback` NULL). Records of `level` and more severe ones are passed on;
+ * the others are filtered out cheaply (`log::set_max_level`), so a quiet
+ * level costs almost nothing. May be called again at any time, from any
+ * thread, to change the level or replace the callback: when it returns, the
+ * previous callback is not running and is never called again, so its
+ * `user_data` may be released then (so do not call this while holding a
+ * lock your callback takes). `user_data` is passed first to every call and
+ * must be usable from any thread. See `fal_rt_log_fn` for the thread and
+ * the borrowing rules.
+ *
+ * `level` must be one of the `fal_rt_log_level` values (ignored when
+ * `callback` is NULL).
+ *
+ * Returns `FAL_RT_OK`; `FAL_RT_WOULD_BLOCK_IN_CALLBACK` when called from
+ * inside the log callback itself (nothing changes); `FAL_RT_WRONG_MODE` when
+ * another `log` logger is already installed in this process (e.g. the Python binding's
+ * `pyo3-log`, or a Rust host's `env_logger` when the library is linked
+ * statically into a Rust program): the records go to that logger, and
+ * nothing changes.
+ *
+ * # Safety
+ * `callback` is NULL or a function that may be called from any thread until
+ * this function is next called; `user_data` is valid for it.
+ */
+fal_rt_result fal_rt_set_logger(fal_rt_log_level level, fal_rt_log_fn callback, void *user_data);
 
 /**
  * Connect to `app` (e.g. `"fal-ai/fast-lcm-diffusion"` or `"123-myapp"`).

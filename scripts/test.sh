@@ -3,11 +3,14 @@
 # itself (Python venv, maturin, pytest, cbindgen, koffi), builds the emulator,
 # and runs the Rust, C/C++, Node, Python, benchmark-smoke and short fuzzing
 # suites (scripts/test-fuzz.sh: nightly + cargo-fuzz, installed if missing).
-# Usage: scripts/test.sh [rust|c|python|bench|fuzz ...]   (default: all)
+# The go and csharp stages (scripts/test-go.sh, scripts/test-csharp.sh: golang-go
+# and mono-devel from Debian, installed if missing) test bindings/go and
+# bindings/csharp, and the C log sink (scripts/test-logger.sh).
+# Usage: scripts/test.sh [rust|c|python|bench|fuzz|go|csharp ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench fuzz)
+[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench fuzz go csharp)
 passed=0
 failed=0
 for s in "${stages[@]}"; do

@@ -19,10 +19,12 @@
 mod buffer;
 mod client;
 mod gate;
+mod log;
 mod realtime;
 mod session;
 mod ws;
 
+pub use self::log::*;
 pub use buffer::*;
 pub use client::*;
 pub use realtime::*;

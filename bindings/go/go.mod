@@ -1,0 +1,3 @@
+module github.com/fal-ai/fal-realtime/bindings/go
+
+go 1.19

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# C# stage of scripts/test.sh: installs mono-devel from Debian if missing,
+# builds the release library and the emulator, compiles bindings/csharp
+# (FalRealtime.dll) and its test program with mcs, checks the binding's struct
+# layouts against the C header, and runs the tests under `mono --debug`
+# against two emulators (one with --session-timeout 1).
+# Prints a last line `csharp: N passed, M failed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/fal-rt-cs.XXXXXX")"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+if ! command -v mcs >/dev/null 2>&1 || ! command -v mono >/dev/null 2>&1; then
+  echo "installing mono-devel"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mono-devel gcc >/dev/null
+fi
+cargo build --release -p fal-realtime -p fal-realtime-emulator
+LIBDIR="$ROOT/target/release"
+
+mcs -warnaserror -target:library -out:"$TMP/FalRealtime.dll" bindings/csharp/FalRealtime.cs
+mcs -warnaserror -r:"$TMP/FalRealtime.dll" -out:"$TMP/Tests.exe" bindings/csharp/tests/Tests.cs
+cat >"$TMP/sizes.c" <<'C'
+#include <stdio.h>
+#include "fal_realtime.h"
+int main(void) {
+    printf("%zu,%zu,%zu\n", sizeof(fal_rt_client_options), sizeof(fal_rt_connect_options),
+           sizeof(fal_rt_realtime_handler));
+    return 0;
+}
+C
+gcc -std=c11 -Iinclude "$TMP/sizes.c" -o "$TMP/sizes"
+SIZES="$("$TMP/sizes")"
+
+start_emulator() { # name, extra args...
+  local name=$1
+  shift
+  "$LIBDIR/fal-realtime" serve --port 0 "$@" >"$TMP/$name.out" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 100); do grep -q 'ws host' "$TMP/$name.out" 2>/dev/null && break; sleep 0.1; done
+  sed -n 's/.*ws host \([0-9.:]*\).*/\1/p' "$TMP/$name.out" | head -1
+}
+EMU="$(start_emulator plain)"
+EMU_TIMEOUT="$(start_emulator timeout --session-timeout 1)"
+if [ -z "$EMU" ] || [ -z "$EMU_TIMEOUT" ]; then
+  cat "$TMP"/*.out
+  echo "csharp: 0 passed, 1 failed"
+  exit 1
+fi
+set +e
+(cd "$TMP" && FAL_RT_STRUCT_SIZES="$SIZES" FAL_RT_EMULATOR="$EMU" FAL_RT_EMULATOR_TIMEOUT="$EMU_TIMEOUT" \
+  LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 300 mono --debug Tests.exe) 2>&1 | tee "$TMP/cs.out"
+rc=${PIPESTATUS[0]}
+set -e
+last="$(grep '^csharp: ' "$TMP/cs.out" | tail -1)"
+if [ -z "$last" ]; then
+  echo "csharp: 0 passed, 1 failed (the test program exited with $rc)"
+  exit 1
+fi
+[ "$rc" -eq 0 ] || echo "csharp: the test program exited with $rc"
+echo "$last"
+[ "$rc" -eq 0 ]
