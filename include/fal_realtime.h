@@ -931,8 +931,9 @@ void fal_rt_client_free(struct fal_rt_client *client);
  * must be usable from any thread. See `fal_rt_log_fn` for the thread and
  * the borrowing rules.
  *
- * `level` must be one of the `fal_rt_log_level` values (ignored when
- * `callback` is NULL).
+ * `level` is one of the `fal_rt_log_level` values (`FAL_RT_LOG_ERROR` 1 to
+ * `FAL_RT_LOG_TRACE` 5); any other value is `FAL_RT_INVALID_ARGUMENT`
+ * (ignored when `callback` is NULL).
  *
  * Returns `FAL_RT_OK`; `FAL_RT_WOULD_BLOCK_IN_CALLBACK` when called from
  * inside the log callback itself (nothing changes); `FAL_RT_WRONG_MODE` when
@@ -945,7 +946,7 @@ void fal_rt_client_free(struct fal_rt_client *client);
  * `callback` is NULL or a function that may be called from any thread until
  * this function is next called; `user_data` is valid for it.
  */
-fal_rt_result fal_rt_set_logger(fal_rt_log_level level, fal_rt_log_fn callback, void *user_data);
+fal_rt_result fal_rt_set_logger(int32_t level, fal_rt_log_fn callback, void *user_data);
 
 /**
  * Connect to `app` (e.g. `"fal-ai/fast-lcm-diffusion"` or `"123-myapp"`).

@@ -159,8 +159,9 @@ impl log::Log for CLogger {
 /// must be usable from any thread. See `fal_rt_log_fn` for the thread and
 /// the borrowing rules.
 ///
-/// `level` must be one of the `fal_rt_log_level` values (ignored when
-/// `callback` is NULL).
+/// `level` is one of the `fal_rt_log_level` values (`FAL_RT_LOG_ERROR` 1 to
+/// `FAL_RT_LOG_TRACE` 5); any other value is `FAL_RT_INVALID_ARGUMENT`
+/// (ignored when `callback` is NULL).
 ///
 /// Returns `FAL_RT_OK`; `FAL_RT_WOULD_BLOCK_IN_CALLBACK` when called from
 /// inside the log callback itself (nothing changes); `FAL_RT_WRONG_MODE` when
@@ -174,7 +175,7 @@ impl log::Log for CLogger {
 /// this function is next called; `user_data` is valid for it.
 #[no_mangle]
 pub unsafe extern "C" fn fal_rt_set_logger(
-    level: fal_rt_log_level,
+    level: i32,
     callback: fal_rt_log_fn,
     user_data: *mut c_void,
 ) -> fal_rt_result {
@@ -182,6 +183,17 @@ pub unsafe extern "C" fn fal_rt_set_logger(
         if IN_LOGGER.with(|g| g.get()) {
             return fal_rt_result::FAL_RT_WOULD_BLOCK_IN_CALLBACK;
         }
+        // An int, not the enum: a C caller may pass any value, and an
+        // out-of-range enum would be undefined behaviour on this side.
+        let level = match level {
+            1 => fal_rt_log_level::FAL_RT_LOG_ERROR,
+            2 => fal_rt_log_level::FAL_RT_LOG_WARN,
+            3 => fal_rt_log_level::FAL_RT_LOG_INFO,
+            4 => fal_rt_log_level::FAL_RT_LOG_DEBUG,
+            5 => fal_rt_log_level::FAL_RT_LOG_TRACE,
+            _ if callback.is_none() => fal_rt_log_level::FAL_RT_LOG_ERROR,
+            _ => return fal_rt_result::FAL_RT_INVALID_ARGUMENT,
+        };
         let new = callback.map(|cb| Sink {
             callback: cb,
             user_data,
