@@ -328,12 +328,16 @@ typedef struct fal_rt_client_options {
     const char *key;
     /**
      * Host (and optional port) of the realtime endpoints. NULL: `FAL_RUN_HOST`
-     * or `fal.run`. `ws://host:port` is accepted only with `allow_insecure`.
+     * or `fal.run`. `ws://host:port` given here is accepted only with
+     * `allow_insecure` (also for a loopback host: the contract of the first
+     * version); from `FAL_RUN_HOST`, a loopback host (`127.0.0.0/8`, `[::1]`,
+     * `localhost`) needs no flag, as in the Rust and Python doors.
      */
     const char *run_host;
     /**
      * REST base URL of the token endpoint. NULL: `FAL_REST_URL` or
-     * `https://rest.fal.ai`. `http://` only with `allow_insecure`.
+     * `https://rest.fal.ai`. `http://` given here only with `allow_insecure`;
+     * from `FAL_REST_URL`, a loopback host needs no flag.
      */
     const char *rest_url;
     /**

@@ -51,8 +51,14 @@ pub struct ClientConfig {
     pub rest_url: String,
     /// An extra PEM file of CA certificates trusted beside the system roots.
     pub extra_ca_file: Option<PathBuf>,
-    /// Allow plain `ws://` and `http://` (the local emulator). Off by default.
+    /// Allow plain `ws://` and `http://` to any host (the local emulator). Off by default.
     pub allow_insecure: bool,
+    /// Allow plain `ws://` and `http://` to a loopback host (`127.0.0.0/8`,
+    /// `[::1]`, `localhost`) without [`allow_insecure`](Self::allow_insecure):
+    /// a token sent in clear to this machine never leaves it, so
+    /// environment-configured code (`FAL_RUN_HOST=ws://127.0.0.1:8080`)
+    /// reaches a local emulator. On by default.
+    pub allow_insecure_loopback: bool,
     /// Time allowed for the token fetch plus the WebSocket handshake.
     pub open_timeout: Duration,
     /// Largest accepted incoming frame and message, in bytes. `None`: 16 MiB
@@ -82,6 +88,7 @@ impl Default for ClientConfig {
             rest_url: DEFAULT_REST_URL.to_string(),
             extra_ca_file: None,
             allow_insecure: false,
+            allow_insecure_loopback: true,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             max_frame_size: None,
             token_retries: 3,
