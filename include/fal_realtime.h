@@ -375,6 +375,19 @@ typedef struct fal_rt_client_options {
      * 0: the default (20 s); negative: never give up.
      */
     int32_t ping_timeout_ms;
+    /**
+     * Unused: the padding after `ping_timeout_ms` in earlier versions of this
+     * struct, kept so that `server_side` lies beyond their size. Ignored.
+     */
+    uint32_t reserved;
+    /**
+     * The host renders pages on a server (server-side rendering): realtime
+     * connections made with `fal_rt_connect_options.client_only` are then
+     * no-ops whose inputs are dropped (logged at debug level, counted in
+     * `fal_rt_stats.inputs_dropped_client_only`), as fal's JS client does
+     * outside a browser. Default false.
+     */
+    bool server_side;
 } fal_rt_client_options;
 
 /**
@@ -493,6 +506,14 @@ typedef struct fal_rt_connect_options {
      * Finalizer of `callbacks_user_data`, or NULL.
      */
     fal_rt_free_fn free_callbacks_user_data;
+    /**
+     * Realtime only: the JS client's `clientOnly`. On a client made with
+     * `fal_rt_client_options.server_side`, the connection never opens and
+     * every send is dropped (returning `FAL_RT_OK`; logged at debug level and
+     * counted in `fal_rt_stats.inputs_dropped_client_only`). Elsewhere it has
+     * no effect; sessions and raw WebSockets ignore it. Default false.
+     */
+    bool client_only;
 } fal_rt_connect_options;
 
 /**
@@ -603,6 +624,11 @@ typedef struct fal_rt_stats {
      * Pongs received (answers to keepalive pings).
      */
     uint64_t pongs_received;
+    /**
+     * Inputs dropped because the connection is `client_only` on a client
+     * made with `server_side` (see `fal_rt_connect_options.client_only`).
+     */
+    uint64_t inputs_dropped_client_only;
 } fal_rt_stats;
 
 /**

@@ -78,6 +78,12 @@ pub struct ClientConfig {
     /// (a pong or data) before the connection is declared dead and closed with
     /// 1011 (default 20 s); `None` never gives up.
     pub ping_timeout: Option<Duration>,
+    /// The host renders pages on a server (server-side rendering): callback
+    /// connections opened with [`RealtimeOptions::client_only`] are then
+    /// no-ops whose inputs are dropped (logged, and counted in
+    /// [`Stats::inputs_dropped_client_only`](crate::Stats::inputs_dropped_client_only)),
+    /// as fal's JS client does outside a browser. Off by default.
+    pub server_side: bool,
 }
 
 impl Default for ClientConfig {
@@ -95,6 +101,7 @@ impl Default for ClientConfig {
             read_buffer_size: None,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
             ping_timeout: Some(DEFAULT_PING_TIMEOUT),
+            server_side: false,
         }
     }
 }
@@ -159,6 +166,12 @@ pub struct RealtimeOptions {
     pub token_expiration: Option<Duration>,
     /// `true` (default): short-lived JWT in the URL; `false`: `Authorization: Key` header.
     pub use_jwt: bool,
+    /// The JS client's `clientOnly`: on a host marked
+    /// [`ClientConfig::server_side`], a callback connection with this set is a
+    /// no-op (it never connects; its inputs are dropped, logged and counted in
+    /// [`Stats::inputs_dropped_client_only`](crate::Stats::inputs_dropped_client_only)).
+    /// Anywhere else it has no effect. Pull sessions and raw sockets ignore it.
+    pub client_only: bool,
 }
 
 impl Default for RealtimeOptions {
@@ -173,6 +186,7 @@ impl Default for RealtimeOptions {
             token_provider: None,
             token_expiration: None,
             use_jwt: true,
+            client_only: false,
         }
     }
 }
@@ -189,6 +203,7 @@ impl std::fmt::Debug for RealtimeOptions {
             .field("token_provider", &self.token_provider.is_some())
             .field("token_expiration", &self.token_expiration)
             .field("use_jwt", &self.use_jwt)
+            .field("client_only", &self.client_only)
             .finish()
     }
 }
