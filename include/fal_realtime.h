@@ -367,12 +367,16 @@ typedef struct fal_rt_client_options {
     const char *key;
     /**
      * Host (and optional port) of the realtime endpoints. NULL: `FAL_RUN_HOST`
-     * or `fal.run`. `ws://host:port` is accepted only with `allow_insecure`.
+     * or `fal.run`. `ws://host:port` given here is accepted only with
+     * `allow_insecure` (also for a loopback host: the contract of the first
+     * version); from `FAL_RUN_HOST`, a loopback host (`127.0.0.0/8`, `[::1]`,
+     * `localhost`) needs no flag, as in the Rust and Python doors.
      */
     const char *run_host;
     /**
      * REST base URL of the token endpoint. NULL: `FAL_REST_URL` or
-     * `https://rest.fal.ai`. `http://` only with `allow_insecure`.
+     * `https://rest.fal.ai`. `http://` given here only with `allow_insecure`;
+     * from `FAL_REST_URL`, a loopback host needs no flag.
      */
     const char *rest_url;
     /**
@@ -410,6 +414,19 @@ typedef struct fal_rt_client_options {
      * 0: the default (20 s); negative: never give up.
      */
     int32_t ping_timeout_ms;
+    /**
+     * Unused: the padding after `ping_timeout_ms` in earlier versions of this
+     * struct, kept so that `server_side` lies beyond their size. Ignored.
+     */
+    uint32_t reserved;
+    /**
+     * The host renders pages on a server (server-side rendering): realtime
+     * connections made with `fal_rt_connect_options.client_only` are then
+     * no-ops whose inputs are dropped (logged at debug level, counted in
+     * `fal_rt_stats.inputs_dropped_client_only`), as fal's JS client does
+     * outside a browser. Default false.
+     */
+    bool server_side;
 } fal_rt_client_options;
 
 /**
@@ -548,6 +565,14 @@ typedef struct fal_rt_connect_options {
      * Finalizer of `callbacks_user_data`, or NULL.
      */
     fal_rt_free_fn free_callbacks_user_data;
+    /**
+     * Realtime only: the JS client's `clientOnly`. On a client made with
+     * `fal_rt_client_options.server_side`, the connection never opens and
+     * every send is dropped (returning `FAL_RT_OK`; logged at debug level and
+     * counted in `fal_rt_stats.inputs_dropped_client_only`). Elsewhere it has
+     * no effect; sessions and raw WebSockets ignore it. Default false.
+     */
+    bool client_only;
 } fal_rt_connect_options;
 
 /**
@@ -658,6 +683,11 @@ typedef struct fal_rt_stats {
      * Pongs received (answers to keepalive pings).
      */
     uint64_t pongs_received;
+    /**
+     * Inputs dropped because the connection is `client_only` on a client
+     * made with `server_side` (see `fal_rt_connect_options.client_only`).
+     */
+    uint64_t inputs_dropped_client_only;
 } fal_rt_stats;
 
 /**

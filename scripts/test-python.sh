@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Python stage: build the wheel from source into a fresh-able venv and run the
-# pytest suite against the emulator, then the typing checks, then the interop
+# pytest suite against the emulator (with the differential run of a fal_client
+# scenario under fal_client 1.0.3 and under fal_realtime), then the typing checks, then the interop
 # tests against fal's own server-side realtime template (when the `fal`
 # package installs here; otherwise those tests are skipped with the reason).
 #
@@ -17,8 +18,10 @@ ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
 VENV=${PY_VENV:-target/py-venv}
 FAL_VENV=target/py-venv-fal
-# Pinned test tools (and msgpack-python, to check byte-for-byte agreement).
-TOOLS=(maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mypy==2.4.1 msgpack==1.2.4)
+# Pinned test tools (and msgpack-python, to check byte-for-byte agreement;
+# fal-client, for the differential test of `import fal_realtime as fal_client`).
+TOOLS=(maturin==1.16.0 pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mypy==2.4.1 msgpack==1.2.4
+  fal-client==1.0.3)
 FAL_PKG=fal==1.83.0
 
 step() { echo "== python: $*"; }

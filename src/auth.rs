@@ -128,6 +128,35 @@ pub fn token_request_body(alias: &str, expiration_secs: u64) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// The message of a missing-credentials error: the variables named as
+/// `fal_client` names them.
+pub const MISSING_CREDENTIALS: &str =
+    "No credentials found. Set FAL_KEY (or FAL_KEY_ID/FAL_KEY_SECRET), or pass a key or a token provider.";
+
+/// What a failed token request said, for the error message: the `detail` of
+/// a JSON body (what `fal_client` shows), or a short plain-text body; at most
+/// 200 characters on one line.
+pub(crate) fn error_detail(body: &str) -> Option<String> {
+    let text = match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(o)) => match o.get("detail") {
+            Some(serde_json::Value::String(d)) => d.clone(),
+            _ => return None,
+        },
+        Ok(serde_json::Value::String(d)) => d,
+        Ok(_) => return None,
+        Err(_) if body.contains('<') => return None,
+        Err(_) => body.to_string(),
+    };
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.is_empty() {
+        return None;
+    }
+    Some(match one_line.char_indices().nth(200) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    })
+}
+
 /// The `User-Agent` sent with every request.
 pub const USER_AGENT: &str = concat!("fal-realtime/", env!("CARGO_PKG_VERSION"), " (rust)");
 

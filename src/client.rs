@@ -132,13 +132,16 @@ impl Client {
         if matches!(source, TokenSource::Default) && self.inner.config.credentials.is_none() {
             return Err(Error::new(
                 ErrorKind::Credentials,
-                "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET), or pass a token provider",
+                crate::auth::MISSING_CREDENTIALS,
             ));
         }
         if !options.use_jwt && self.inner.config.credentials.is_none() {
             return Err(Error::new(
                 ErrorKind::Credentials,
-                "header auth (use_jwt = false) needs FAL_KEY",
+                format!(
+                    "{} Header auth (use_jwt = false) needs a key.",
+                    crate::auth::MISSING_CREDENTIALS
+                ),
             ));
         }
         Ok(Target {
@@ -160,7 +163,7 @@ mod tests {
     #[test]
     fn insecure_schemes_need_opt_in() {
         let mut c = ClientConfig {
-            run_host: "ws://127.0.0.1:1".into(),
+            run_host: "ws://emulator.example:1".into(),
             ..Default::default()
         };
         assert_eq!(
@@ -168,11 +171,52 @@ mod tests {
             ErrorKind::InvalidArgument
         );
         c.allow_insecure = true;
-        c.rest_url = "http://127.0.0.1:1".into();
+        c.rest_url = "http://emulator.example:1".into();
         assert!(Client::new(c.clone()).is_ok());
         c.allow_insecure = false;
         c.run_host = "fal.run".into();
         assert!(Client::new(c).unwrap_err().message().contains("http://"));
+    }
+
+    #[test]
+    fn plain_transport_to_loopback_needs_no_flag() {
+        // A token sent in clear to this machine never leaves it.
+        for (run_host, rest_url) in [
+            ("ws://127.0.0.1:8080", "http://127.0.0.1:8080"),
+            ("ws://127.1.2.3:1", "http://localhost:1"),
+            ("ws://localhost:9", "http://[::1]:9"),
+            ("http://[::1]:9/", "https://rest.fal.ai"),
+        ] {
+            let c = ClientConfig {
+                run_host: run_host.into(),
+                rest_url: rest_url.into(),
+                ..Default::default()
+            };
+            assert!(Client::new(c).is_ok(), "{run_host} {rest_url}");
+        }
+        // Anything else still needs allow_insecure, for the run host and the REST URL alike.
+        for (run_host, rest_url) in [
+            ("ws://10.0.0.1:8080", "https://rest.fal.ai"),
+            ("ws://localhost.example:1", "https://rest.fal.ai"),
+            ("wss://fal.run", "http://192.168.0.1:80"),
+            ("fal.run", "http://128.0.0.1"),
+        ] {
+            let c = ClientConfig {
+                run_host: run_host.into(),
+                rest_url: rest_url.into(),
+                ..Default::default()
+            };
+            let e = Client::new(c).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{run_host} {rest_url}");
+            assert!(e.message().contains("allow_insecure"), "{}", e.message());
+        }
+        // The loopback allowance can be turned off (the C door does for explicit hosts).
+        let c = ClientConfig {
+            run_host: "ws://127.0.0.1:8080".into(),
+            allow_insecure_loopback: false,
+            ..Default::default()
+        };
+        assert!(Client::new(c).is_err());
     }
 
     #[test]

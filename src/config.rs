@@ -51,8 +51,14 @@ pub struct ClientConfig {
     pub rest_url: String,
     /// An extra PEM file of CA certificates trusted beside the system roots.
     pub extra_ca_file: Option<PathBuf>,
-    /// Allow plain `ws://` and `http://` (the local emulator). Off by default.
+    /// Allow plain `ws://` and `http://` to any host (the local emulator). Off by default.
     pub allow_insecure: bool,
+    /// Allow plain `ws://` and `http://` to a loopback host (`127.0.0.0/8`,
+    /// `[::1]`, `localhost`) without [`allow_insecure`](Self::allow_insecure):
+    /// a token sent in clear to this machine never leaves it, so
+    /// environment-configured code (`FAL_RUN_HOST=ws://127.0.0.1:8080`)
+    /// reaches a local emulator. On by default.
+    pub allow_insecure_loopback: bool,
     /// Time allowed for the token fetch plus the WebSocket handshake.
     pub open_timeout: Duration,
     /// Largest accepted incoming frame and message, in bytes. `None`: 16 MiB
@@ -72,6 +78,12 @@ pub struct ClientConfig {
     /// (a pong or data) before the connection is declared dead and closed with
     /// 1011 (default 20 s); `None` never gives up.
     pub ping_timeout: Option<Duration>,
+    /// The host renders pages on a server (server-side rendering): callback
+    /// connections opened with [`RealtimeOptions::client_only`] are then
+    /// no-ops whose inputs are dropped (logged, and counted in
+    /// [`Stats::inputs_dropped_client_only`](crate::Stats::inputs_dropped_client_only)),
+    /// as fal's JS client does outside a browser. Off by default.
+    pub server_side: bool,
 }
 
 impl Default for ClientConfig {
@@ -82,12 +94,14 @@ impl Default for ClientConfig {
             rest_url: DEFAULT_REST_URL.to_string(),
             extra_ca_file: None,
             allow_insecure: false,
+            allow_insecure_loopback: true,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             max_frame_size: None,
             token_retries: 3,
             read_buffer_size: None,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
             ping_timeout: Some(DEFAULT_PING_TIMEOUT),
+            server_side: false,
         }
     }
 }
@@ -152,6 +166,12 @@ pub struct RealtimeOptions {
     pub token_expiration: Option<Duration>,
     /// `true` (default): short-lived JWT in the URL; `false`: `Authorization: Key` header.
     pub use_jwt: bool,
+    /// The JS client's `clientOnly`: on a host marked
+    /// [`ClientConfig::server_side`], a callback connection with this set is a
+    /// no-op (it never connects; its inputs are dropped, logged and counted in
+    /// [`Stats::inputs_dropped_client_only`](crate::Stats::inputs_dropped_client_only)).
+    /// Anywhere else it has no effect. Pull sessions and raw sockets ignore it.
+    pub client_only: bool,
 }
 
 impl Default for RealtimeOptions {
@@ -166,6 +186,7 @@ impl Default for RealtimeOptions {
             token_provider: None,
             token_expiration: None,
             use_jwt: true,
+            client_only: false,
         }
     }
 }
@@ -182,6 +203,7 @@ impl std::fmt::Debug for RealtimeOptions {
             .field("token_provider", &self.token_provider.is_some())
             .field("token_expiration", &self.token_expiration)
             .field("use_jwt", &self.use_jwt)
+            .field("client_only", &self.client_only)
             .finish()
     }
 }

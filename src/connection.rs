@@ -228,6 +228,8 @@ pub(crate) struct Inner {
     tx: mpsc::UnboundedSender<Cmd>,
     pub(crate) shared: Arc<Shared>,
     encoder: Option<Encoder>,
+    /// A `client_only` connection on a server-side host: inputs are dropped.
+    client_only_noop: bool,
 }
 
 /// A handle to a callback-style realtime connection.
@@ -279,6 +281,13 @@ impl RealtimeConnection {
     }
 
     fn spawn(target: Target, options: &RealtimeOptions, handler: Arc<dyn RealtimeHandler>) -> Self {
+        let client_only_noop = options.client_only && target.client.config.server_side;
+        if client_only_noop {
+            log::debug!(
+                "fal-realtime: {} is client_only and this host is server-side: the connection never opens and its inputs are dropped",
+                target.id_and_path
+            );
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             handler: Mutex::new(handler),
@@ -296,12 +305,17 @@ impl RealtimeConnection {
             token: None,
             backlog: Default::default(),
         };
-        crate::runtime::handle().spawn(actor.run());
+        if client_only_noop {
+            crate::runtime::handle().spawn(actor.run_noop());
+        } else {
+            crate::runtime::handle().spawn(actor.run());
+        }
         RealtimeConnection {
             inner: Arc::new(Inner {
                 tx,
                 shared,
                 encoder: options.encoder.clone(),
+                client_only_noop,
             }),
             generation: 0,
         }
@@ -335,6 +349,20 @@ impl RealtimeConnection {
 
     /// Queue a frame as is (bypasses the encoder).
     pub fn send_frame(&self, frame: Frame) -> Result<()> {
+        if self.inner.client_only_noop {
+            if self.inner.tx.is_closed() {
+                return Err(Error::new(
+                    ErrorKind::NotConnected,
+                    "the connection was shut down",
+                ));
+            }
+            StatsCell::inc(&self.inner.shared.stats.inputs_dropped_client_only);
+            log::debug!(
+                "fal-realtime: input of {} bytes dropped: client_only connection on a server-side host",
+                frame.len()
+            );
+            return Ok(());
+        }
         self.command(Cmd::Send(frame))
             .map_err(|_| Error::new(ErrorKind::NotConnected, "the connection was shut down"))
     }
@@ -463,6 +491,22 @@ impl Actor {
     fn queue(&mut self, f: Frame) {
         if self.pending.replace(f).is_some() {
             StatsCell::inc(&self.shared.stats.inputs_replaced);
+        }
+    }
+
+    /// A `client_only` connection on a server-side host: never connects
+    /// (sends are dropped in `send_frame`); only close and shutdown matter.
+    async fn run_noop(mut self) {
+        while let Some(cmd) = self.next_cmd().await {
+            match cmd {
+                Cmd::Send(_) | Cmd::Close => {}
+                Cmd::Shutdown(done) => {
+                    self.shared.retire();
+                    self.rx.close();
+                    let _ = done.send(());
+                    return;
+                }
+            }
         }
     }
 

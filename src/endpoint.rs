@@ -200,6 +200,28 @@ pub fn split_scheme(s: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Whether `authority` (`host`, `host:port`, `[v6]`, `[v6]:port` or a bare
+/// IPv6 address) names this machine: `localhost`, an address in
+/// `127.0.0.0/8`, or `::1`. The only hosts plain `ws://` / `http://` may
+/// reach without opting in to insecure transport: a token sent in clear over
+/// the loopback interface never leaves the machine.
+pub fn is_loopback_host(authority: &str) -> bool {
+    let host = if let Some(rest) = authority.strip_prefix('[') {
+        match rest.find(']') {
+            Some(end) => &rest[..end],
+            None => return false,
+        }
+    } else if authority.matches(':').count() == 1 {
+        authority.split(':').next().unwrap_or("")
+    } else {
+        authority
+    };
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +349,36 @@ mod tests {
     fn scheme_split() {
         assert_eq!(split_scheme("ws://h:1"), (Some("ws"), "h:1"));
         assert_eq!(split_scheme("fal.run"), (None, "fal.run"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "127.0.0.1",
+            "127.0.0.1:8080",
+            "127.9.8.7:1",
+            "localhost",
+            "LOCALHOST:443",
+            "[::1]",
+            "[::1]:8080",
+            "::1",
+        ] {
+            assert!(is_loopback_host(h), "{h}");
+        }
+        for h in [
+            "fal.run",
+            "10.0.0.1:80",
+            "128.0.0.1",
+            "192.168.1.1:8080",
+            "localhost.example.com",
+            "127.0.0.1.nip.io:80",
+            "[::2]:80",
+            "[::ffff:127.0.0.1]:80",
+            "[::1",
+            "",
+            "0.0.0.0:80",
+        ] {
+            assert!(!is_loopback_host(h), "{h}");
+        }
     }
 }

@@ -117,11 +117,13 @@ pub(crate) enum Read {
     /// A data frame (already counted in `stats`).
     Frame(Frame),
     /// The stream ended: `error` is `None` for a normal close. `close` says
-    /// how to finish the socket; `code` is the close code seen, if any.
+    /// how to finish the socket; `code` is the close code seen, if any;
+    /// `peer` the server's close frame (code and reason), if one arrived.
     End {
         error: Option<Error>,
         close: CloseAction,
         code: Option<u16>,
+        peer: Option<(u16, String)>,
     },
     /// A ping, pong or raw frame: nothing for the caller (pongs are counted).
     Skip,
@@ -134,7 +136,12 @@ pub(crate) fn map_read(
 ) -> Read {
     use tokio_tungstenite::tungstenite::error::ProtocolError as P;
     use tokio_tungstenite::tungstenite::Error as E;
-    let end = |error, close, code| Read::End { error, close, code };
+    let end = |error, close, code| Read::End {
+        error,
+        close,
+        code,
+        peer: None,
+    };
     let frame = match item {
         Some(Ok(WsMessage::Binary(b))) => Frame::Binary(b),
         Some(Ok(WsMessage::Text(t))) => Frame::Text(t.as_str().to_string()),
@@ -144,7 +151,12 @@ pub(crate) fn map_read(
         }
         Some(Ok(WsMessage::Close(cf))) => {
             let code = cf.as_ref().map(|f| u16::from(f.code));
-            return end(close_error(cf.as_ref()), CloseAction::Reply, code);
+            return Read::End {
+                error: close_error(cf.as_ref()),
+                close: CloseAction::Reply,
+                code,
+                peer: Some(peer_close(cf.as_ref())),
+            };
         }
         Some(Ok(_)) => return Read::Skip,
         None
@@ -186,8 +198,35 @@ pub(crate) fn map_read(
     Read::Frame(frame)
 }
 
-/// Send a close frame with `code`; an already closed or closing socket is not an error.
-pub(crate) async fn send_close<S>(sink: &mut S, code: u16) -> Result<()>
+/// The code and reason of a close frame as the caller sees them: a close
+/// frame without a code is 1005 (RFC 6455 §7.1.5).
+fn peer_close(frame: Option<&CloseFrame>) -> (u16, String) {
+    match frame {
+        Some(f) => (u16::from(f.code), f.reason.as_str().to_string()),
+        None => (1005, String::new()),
+    }
+}
+
+/// Check a close code and reason a caller wants to send: 1000–1003,
+/// 1007–1014 or 3000–4999 (the others are reserved, RFC 6455 §7.4), and a
+/// reason of at most 123 bytes (the control-frame limit).
+pub(crate) fn check_close(code: u16, reason: &str) -> Result<()> {
+    if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+        return Err(Error::invalid(format!(
+            "close code {code} cannot be sent: use 1000-1003, 1007-1014 or 3000-4999"
+        )));
+    }
+    if reason.len() > 123 {
+        return Err(Error::invalid(format!(
+            "the close reason is {} bytes long; at most 123 fit in a close frame",
+            reason.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Send a close frame with `code` and `reason`; an already closed or closing socket is not an error.
+pub(crate) async fn send_close<S>(sink: &mut S, code: u16, reason: &str) -> Result<()>
 where
     S: futures_util::Sink<WsMessage, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
@@ -195,7 +234,7 @@ where
     use tokio_tungstenite::tungstenite::Error as E;
     let frame = CloseFrame {
         code: CloseCode::from(code),
-        reason: "".into(),
+        reason: reason.into(),
     };
     match sink.send(WsMessage::Close(Some(frame))).await {
         Ok(()) | Err(E::ConnectionClosed) | Err(E::AlreadyClosed) | Err(E::Protocol(P::SendAfterClosing)) => {
@@ -205,17 +244,19 @@ where
     }
 }
 
-/// Read until the peer's close reply (or the end of the stream).
-async fn drain<S>(stream: &mut S)
+/// Read until the peer's close reply (or the end of the stream); the reply's
+/// code and reason, if one came.
+async fn drain<S>(stream: &mut S) -> Option<(u16, String)>
 where
     S: futures_util::Stream<Item = std::result::Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
         + Unpin,
 {
     while let Some(Ok(m)) = stream.next().await {
-        if m.is_close() {
-            break;
+        if let WsMessage::Close(cf) = m {
+            return Some(peer_close(cf.as_ref()));
         }
     }
+    None
 }
 
 /// Finish an unsplit socket (the callback task's), bounded by [`CLOSE_WAIT`].
@@ -223,7 +264,7 @@ pub(crate) async fn close_ws(ws: &mut WsStream, close: CloseAction) {
     let _ = tokio::time::timeout(CLOSE_WAIT, async {
         match close {
             CloseAction::Send(code) => {
-                if send_close(ws, code).await.is_ok() {
+                if send_close(ws, code, "").await.is_ok() {
                     drain(ws).await;
                 }
             }
@@ -244,7 +285,7 @@ async fn abort<S>(sink: &mut S, code: u16)
 where
     S: futures_util::Sink<WsMessage, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
 {
-    let _ = tokio::time::timeout(ABORT_WAIT, send_close(sink, code)).await;
+    let _ = tokio::time::timeout(ABORT_WAIT, send_close(sink, code, "")).await;
 }
 
 /// Apply the custom decoder (if any) to a binary frame, then classify. Text
@@ -279,6 +320,10 @@ pub(crate) struct PullShared {
     sink: tokio::sync::Mutex<SplitSink<WsStream, WsMessage>>,
     ended_flag: AtomicBool,
     ended: std::sync::Mutex<Option<Ended>>,
+    /// The server's close frame (code, reason), once one arrived.
+    peer_close: std::sync::Mutex<Option<(u16, String)>>,
+    /// The receiving half has finished the socket.
+    finished: AtomicBool,
     pub(crate) stats: StatsCell,
     /// "session" or "WebSocket", for messages.
     noun: &'static str,
@@ -314,6 +359,27 @@ impl PullShared {
             Some(c) => err.with_close_code(c),
             None => err,
         }
+    }
+
+    /// Record the server's close frame; the first one stays.
+    fn set_peer_close(&self, peer: (u16, String)) {
+        let mut p = self.peer_close.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            *p = Some(peer);
+        }
+    }
+
+    /// How the socket ended, as RFC 6455 §7.1.5 (and Python's `websockets`)
+    /// report it: the code and reason of the server's close frame, or
+    /// `(1006, "")` when it ended without one (dropped, dead peer, no reply
+    /// to our close in time). `None` while the socket has not ended.
+    pub(crate) fn close_info(&self) -> Option<(u16, String)> {
+        if let Some(p) = self.peer_close.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Some(p);
+        }
+        self.finished
+            .load(Ordering::Acquire)
+            .then(|| (1006, String::new()))
     }
 
     /// Make the TCP connection leave ESTABLISHED even if the peer never
@@ -358,6 +424,8 @@ pub(crate) fn pull(ws: WsStream, keepalive: KeepAliveConfig, noun: &'static str)
         sink: tokio::sync::Mutex::new(sink),
         ended_flag: AtomicBool::new(false),
         ended: std::sync::Mutex::new(None),
+        peer_close: std::sync::Mutex::new(None),
+        finished: AtomicBool::new(false),
         stats: StatsCell::new(),
         noun,
         #[cfg(unix)]
@@ -404,11 +472,14 @@ impl PullTx {
         }
     }
 
-    /// Send a close frame (1000). Later sends fail with a `Closed` error;
-    /// results already on the way can still be received. Idempotent.
-    pub(crate) async fn close(&mut self) -> Result<()> {
+    /// Send a close frame with `code` and `reason` (checked with
+    /// [`check_close`]). Later sends fail with a `Closed` error; results
+    /// already on the way can still be received, until the server's reply
+    /// ends the socket. Idempotent: only the first close frame goes out.
+    pub(crate) async fn close(&mut self, code: u16, reason: &str) -> Result<()> {
+        check_close(code, reason)?;
         self.shared.set_ended("you closed it".into(), None);
-        send_close(&mut *self.shared.sink.lock().await, 1000).await
+        send_close(&mut *self.shared.sink.lock().await, code, reason).await
     }
 }
 
@@ -437,7 +508,15 @@ impl PullRx {
             match map_read(item, &self.shared.stats) {
                 Read::Frame(f) => return Some(Ok(f)),
                 Read::Skip => {}
-                Read::End { error, close, code } => {
+                Read::End {
+                    error,
+                    close,
+                    code,
+                    peer,
+                } => {
+                    if let Some(p) = peer {
+                        self.shared.set_peer_close(p);
+                    }
                     let why = match (&error, code) {
                         (Some(e), _) => e.message().to_string(),
                         (None, Some(c)) => format!("the server closed it with code {c}"),
@@ -477,18 +556,37 @@ impl PullRx {
         None
     }
 
+    /// After a close frame was sent: read (and drop) what is still on the
+    /// way until the server's close reply ends the socket, for at most
+    /// [`CLOSE_WAIT`]; without a reply by then the socket is dropped (close
+    /// code 1006). Either way [`PullShared::close_info`] is known afterwards.
+    pub(crate) async fn finish_close(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, async { while self.read().await.is_some() {} }).await;
+        if !self.done {
+            self.end(
+                "the server did not answer the close frame".into(),
+                None,
+                CloseAction::Drop,
+            )
+            .await;
+        }
+    }
+
     /// End the socket: record why, finish the close handshake (bounded) and
     /// shut the TCP connection down. Later reads return `None`, sends fail.
     pub(crate) async fn end(&mut self, why: String, code: Option<u16>, close: CloseAction) {
         self.done = true;
         self.shared.set_ended(why, code);
-        let (stream, sink) = (&mut self.stream, &self.shared.sink);
+        let (stream, shared) = (&mut self.stream, &self.shared);
+        let sink = &shared.sink;
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
             match close {
                 CloseAction::Send(code) => {
-                    let sent = send_close(&mut *sink.lock().await, code).await;
+                    let sent = send_close(&mut *sink.lock().await, code, "").await;
                     if sent.is_ok() {
-                        drain(stream).await;
+                        if let Some(p) = drain(stream).await {
+                            shared.set_peer_close(p);
+                        }
                     }
                 }
                 CloseAction::Reply => {
@@ -499,6 +597,7 @@ impl PullRx {
             }
         })
         .await;
+        self.shared.finished.store(true, Ordering::Release);
         self.shared.shutdown_socket();
     }
 }

@@ -55,17 +55,25 @@ impl Endpoint {
     /// Validate `config` (run host, REST URL, CA file).
     pub(crate) fn new(config: ClientConfig) -> Result<Self> {
         let (scheme, host) = endpoint::split_scheme(&config.run_host);
+        let host = host.trim_end_matches('/');
+        // Plain transport sends the token (or the key) in clear: allowed when
+        // the caller opted in, or to this machine itself, where it never
+        // leaves the loopback interface.
+        let plain_ok = |host: &str| {
+            config.allow_insecure || (config.allow_insecure_loopback && endpoint::is_loopback_host(host))
+        };
         let ws_scheme = match scheme {
             None | Some("wss") | Some("https") => "wss",
-            Some("ws") | Some("http") if config.allow_insecure => "ws",
+            Some("ws") | Some("http") if plain_ok(host) => "ws",
             Some("ws") | Some("http") => {
                 return Err(Error::invalid(format!(
-                    "plain ws:// to {host} is not allowed; set allow_insecure to use it (local emulator only)"
-                )))
+                "plain ws:// to {host} is not allowed; set allow_insecure to use it (local emulator only; \
+                     loopback hosts need no flag)"
+            )))
             }
             Some(other) => return Err(Error::invalid(format!("unsupported run host scheme {other}://"))),
         };
-        let host = host.trim_end_matches('/').to_string();
+        let host = host.to_string();
         if host.is_empty() || host.contains('/') {
             return Err(Error::invalid(format!(
                 "invalid run host {:?}: expected host[:port]",
@@ -73,9 +81,10 @@ impl Endpoint {
             )));
         }
         let rest = transport::parse_http_url(&config.rest_url)?;
-        if !rest.tls && !config.allow_insecure {
+        if !rest.tls && !plain_ok(&rest.host) {
             return Err(Error::invalid(format!(
-                "plain http:// REST URL {} is not allowed; set allow_insecure to use it (local emulator only)",
+                "plain http:// REST URL {} is not allowed; set allow_insecure to use it (local emulator only; \
+                 loopback hosts need no flag)",
                 config.rest_url
             )));
         }
@@ -184,7 +193,7 @@ async fn fetch_default_token(target: &Target, life: Duration) -> Result<String> 
         .config
         .credentials
         .as_ref()
-        .ok_or_else(|| Error::new(ErrorKind::Credentials, "no fal credentials: set FAL_KEY"))?;
+        .ok_or_else(|| Error::new(ErrorKind::Credentials, crate::auth::MISSING_CREDENTIALS))?;
     let url = format!("{}/tokens/", inner.config.rest_url.trim_end_matches('/'));
     let http = transport::parse_http_url(&url)?;
     let tls = if http.tls { Some(inner.tls()?) } else { None };
@@ -212,7 +221,12 @@ async fn fetch_default_token(target: &Target, life: Duration) -> Result<String> 
         if (200..300).contains(&status) {
             return auth::parse_token_response(&resp).map_err(|e| e.with_status(status));
         }
-        let text = String::from_utf8_lossy(&resp).into_owned();
+        // A server that echoes the request must not put the key in an error.
+        let key = authz.strip_prefix("Key ").unwrap_or(&authz);
+        let mut text = String::from_utf8_lossy(&resp).into_owned();
+        if !key.is_empty() && text.contains(key) {
+            text = text.replace(key, "***");
+        }
         let (kind, what) = match status {
             401 | 403 => (
                 ErrorKind::Auth,
@@ -220,9 +234,12 @@ async fn fetch_default_token(target: &Target, life: Duration) -> Result<String> 
             ),
             _ => (ErrorKind::Http, "the token endpoint failed"),
         };
-        return Err(Error::new(kind, format!("{what} (app {})", target.app.alias))
-            .with_status(status)
-            .with_body(text));
+        let mut msg = format!("{what} (app {}, HTTP {status})", target.app.alias);
+        if let Some(detail) = auth::error_detail(&text) {
+            msg.push_str(": ");
+            msg.push_str(&detail);
+        }
+        return Err(Error::new(kind, msg).with_status(status).with_body(text));
     }
 }
 
@@ -249,7 +266,7 @@ pub(crate) async fn open_target(
             .config
             .credentials
             .as_ref()
-            .ok_or_else(|| Error::new(ErrorKind::Credentials, "no fal credentials"))?;
+            .ok_or_else(|| Error::new(ErrorKind::Credentials, crate::auth::MISSING_CREDENTIALS))?;
         (None, Some(creds.header_value()))
     };
     let url = endpoint::build_ws_url(

@@ -28,6 +28,8 @@ pub struct RealtimeSender {
 pub struct RealtimeReceiver {
     link: PullRx,
     decoder: Option<Decoder>,
+    /// The server's idle `TIMEOUT` message (JSON), once it ended the session.
+    idle_timeout: Option<String>,
 }
 
 /// An open realtime session (pull style). Not `Clone`; [`split`](Self::split)
@@ -47,7 +49,11 @@ impl RealtimeSession {
         let (tx, rx) = link::pull(ws, keepalive, "session");
         RealtimeSession {
             tx: RealtimeSender { link: tx, encoder },
-            rx: RealtimeReceiver { link: rx, decoder },
+            rx: RealtimeReceiver {
+                link: rx,
+                decoder,
+                idle_timeout: None,
+            },
         }
     }
 
@@ -75,6 +81,11 @@ impl RealtimeSession {
     /// ever after any end.
     pub async fn recv(&mut self) -> Option<Result<Message>> {
         self.rx.recv().await
+    }
+
+    /// See [`RealtimeReceiver::idle_timeout`].
+    pub fn idle_timeout(&self) -> Option<&str> {
+        self.rx.idle_timeout()
     }
 
     /// Close with code 1000. Results already on the way can still be
@@ -134,7 +145,7 @@ impl RealtimeSender {
 
     /// Close with code 1000.
     pub async fn close(&mut self) -> Result<()> {
-        self.link.close().await
+        self.link.close(1000, "").await
     }
 
     /// Counters of the session.
@@ -155,7 +166,16 @@ impl RealtimeReceiver {
                 }
             };
             let stats = &self.link.shared.stats;
-            match decode_frame(&self.decoder, frame) {
+            // Text frames are JSON and skip the decoder (see `decode_frame`);
+            // classifying them here keeps the text for an idle TIMEOUT.
+            let (incoming, raw) = match frame {
+                Frame::Text(t) => (codec::classify_text(&t), Frame::Text(t)),
+                Frame::Binary(b) => (
+                    decode_frame(&self.decoder, Frame::Binary(b.clone())),
+                    Frame::Binary(b),
+                ),
+            };
+            match incoming {
                 Incoming::Result(m) => {
                     StatsCell::inc(&stats.results);
                     return Some(Ok(m));
@@ -166,6 +186,12 @@ impl RealtimeReceiver {
                     }
                 }
                 Incoming::Timeout => {
+                    self.idle_timeout = Some(match raw {
+                        Frame::Text(t) => t,
+                        // Through a custom decoder the frame may not be msgpack.
+                        Frame::Binary(b) => codec::msgpack_to_json(&b)
+                            .unwrap_or_else(|_| r#"{"type":"x-fal-error","error":"TIMEOUT"}"#.to_string()),
+                    });
                     let why = "the server closed it after its idle timeout (TIMEOUT)";
                     self.link.end(why.into(), None, CloseAction::Send(1000)).await;
                     return None;
@@ -183,6 +209,14 @@ impl RealtimeReceiver {
                 }
             }
         }
+    }
+
+    /// The server's idle `TIMEOUT` message (its JSON text), once it ended
+    /// the session: `recv` then returned `None` (a clean end) and will for
+    /// ever. For hosts whose API reports that end as an error, as Python's
+    /// `fal_client` does.
+    pub fn idle_timeout(&self) -> Option<&str> {
+        self.idle_timeout.as_deref()
     }
 
     /// Counters of the session.

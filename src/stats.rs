@@ -33,6 +33,9 @@ pub struct Stats {
     pub pings_sent: u64,
     /// Pongs received (answers to keepalive pings).
     pub pongs_received: u64,
+    /// Inputs dropped because the connection is `client_only` on a host
+    /// marked `server_side` (see [`RealtimeOptions::client_only`](crate::RealtimeOptions::client_only)).
+    pub inputs_dropped_client_only: u64,
 }
 
 /// Shared, lock-free counters.
@@ -49,6 +52,7 @@ pub(crate) struct StatsCell {
     pub inputs_replaced: AtomicU64,
     pub pings_sent: AtomicU64,
     pub pongs_received: AtomicU64,
+    pub inputs_dropped_client_only: AtomicU64,
     /// f64 seconds as bits; u64::MAX = none.
     last_timing: AtomicU64,
 }
@@ -97,6 +101,7 @@ impl StatsCell {
             last_server_timing: (t != u64::MAX).then(|| Duration::from_secs_f64(f64::from_bits(t))),
             pings_sent: self.pings_sent.load(Relaxed),
             pongs_received: self.pongs_received.load(Relaxed),
+            inputs_dropped_client_only: self.inputs_dropped_client_only.load(Relaxed),
         }
     }
 }

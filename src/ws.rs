@@ -89,9 +89,40 @@ impl WsConnection {
         self.rx.recv().await
     }
 
-    /// Close with code 1000.
+    /// Send a close frame with code 1000 (without waiting for the reply; see
+    /// [`close_with`](Self::close_with)).
     pub async fn close(&mut self) -> Result<()> {
         self.tx.close().await
+    }
+
+    /// Close with `code` (1000–1003, 1007–1014 or 3000–4999) and `reason` (at
+    /// most 123 bytes; [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument)
+    /// otherwise), then wait up to 1 s for the server's close reply: when this
+    /// returns, the socket has ended and [`close_code`](Self::close_code) is
+    /// known. Frames still on the way are dropped. Later sends fail with
+    /// [`ErrorKind::Closed`](crate::ErrorKind::Closed); only the first close
+    /// frame goes out.
+    pub async fn close_with(&mut self, code: u16, reason: &str) -> Result<()> {
+        let sent = self.tx.close_with(code, reason).await;
+        if !matches!(&sent, Err(e) if e.kind() == crate::ErrorKind::InvalidArgument) {
+            self.rx.link.finish_close().await;
+        }
+        sent
+    }
+
+    /// The close code of how the socket ended: the code of the server's close
+    /// frame (its reply to ours, or its own close; 1005 for a close frame
+    /// without one), or 1006 when it ended without one (the connection
+    /// dropped, the peer stopped answering, no reply to our close within
+    /// 1 s). `None` while the socket has not ended. As Python's `websockets`.
+    pub fn close_code(&self) -> Option<u16> {
+        self.tx.close_code()
+    }
+
+    /// The reason of the server's close frame (`""` when it had none, or the
+    /// socket ended without one); `None` while the socket has not ended.
+    pub fn close_reason(&self) -> Option<String> {
+        self.tx.close_reason()
     }
 
     /// Counters of this connection.
@@ -122,9 +153,34 @@ impl WsSender {
         self.link.send(frame).await
     }
 
-    /// Close with code 1000.
+    /// Send a close frame with code 1000. The receiving half gets the
+    /// server's reply (its `recv` then returns `None`).
     pub async fn close(&mut self) -> Result<()> {
-        self.link.close().await
+        self.link.close(1000, "").await
+    }
+
+    /// Send a close frame with `code` and `reason` (checked as in
+    /// [`WsConnection::close_with`]) without waiting for the reply: the
+    /// receiving half reads it ([`WsReceiver::finish_close`] waits for it).
+    pub async fn close_with(&mut self, code: u16, reason: &str) -> Result<()> {
+        self.link.close(code, reason).await
+    }
+
+    /// Whether [`close_with`](Self::close_with) accepts `code` and `reason`
+    /// (1000–1003, 1007–1014 or 3000–4999; at most 123 bytes), without
+    /// sending anything: an [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) error otherwise.
+    pub fn check_close(code: u16, reason: &str) -> Result<()> {
+        link::check_close(code, reason)
+    }
+
+    /// See [`WsConnection::close_code`].
+    pub fn close_code(&self) -> Option<u16> {
+        self.link.shared.close_info().map(|(c, _)| c)
+    }
+
+    /// See [`WsConnection::close_reason`].
+    pub fn close_reason(&self) -> Option<String> {
+        self.link.shared.close_info().map(|(_, r)| r)
     }
 
     /// Counters of the connection.
@@ -141,6 +197,24 @@ impl WsReceiver {
             StatsCell::inc(&self.link.shared.stats.errors);
         }
         item
+    }
+
+    /// After a close frame was sent (by either half): read and drop what is
+    /// still on the way until the server's close reply ends the socket, for
+    /// at most 1 s (then the socket is dropped: close code 1006). Afterwards
+    /// [`close_code`](Self::close_code) is known.
+    pub async fn finish_close(&mut self) {
+        self.link.finish_close().await
+    }
+
+    /// See [`WsConnection::close_code`].
+    pub fn close_code(&self) -> Option<u16> {
+        self.link.shared.close_info().map(|(c, _)| c)
+    }
+
+    /// See [`WsConnection::close_reason`].
+    pub fn close_reason(&self) -> Option<String> {
+        self.link.shared.close_info().map(|(_, r)| r)
     }
 
     /// Counters of the connection.

@@ -22,10 +22,14 @@ pub struct fal_rt_client_options {
     /// environment (`FAL_KEY`, or `FAL_KEY_ID` + `FAL_KEY_SECRET`), if set.
     pub key: *const c_char,
     /// Host (and optional port) of the realtime endpoints. NULL: `FAL_RUN_HOST`
-    /// or `fal.run`. `ws://host:port` is accepted only with `allow_insecure`.
+    /// or `fal.run`. `ws://host:port` given here is accepted only with
+    /// `allow_insecure` (also for a loopback host: the contract of the first
+    /// version); from `FAL_RUN_HOST`, a loopback host (`127.0.0.0/8`, `[::1]`,
+    /// `localhost`) needs no flag, as in the Rust and Python doors.
     pub run_host: *const c_char,
     /// REST base URL of the token endpoint. NULL: `FAL_REST_URL` or
-    /// `https://rest.fal.ai`. `http://` only with `allow_insecure`.
+    /// `https://rest.fal.ai`. `http://` given here only with `allow_insecure`;
+    /// from `FAL_REST_URL`, a loopback host needs no flag.
     pub rest_url: *const c_char,
     /// A PEM file of extra CA certificates trusted beside the system roots, or NULL.
     pub extra_ca_file: *const c_char,
@@ -48,6 +52,15 @@ pub struct fal_rt_client_options {
     /// and reported as `FAL_RT_TIMEOUT` (`on_error`, or from `recv`).
     /// 0: the default (20 s); negative: never give up.
     pub ping_timeout_ms: i32,
+    /// Unused: the padding after `ping_timeout_ms` in earlier versions of this
+    /// struct, kept so that `server_side` lies beyond their size. Ignored.
+    pub reserved: u32,
+    /// The host renders pages on a server (server-side rendering): realtime
+    /// connections made with `fal_rt_connect_options.client_only` are then
+    /// no-ops whose inputs are dropped (logged at debug level, counted in
+    /// `fal_rt_stats.inputs_dropped_client_only`), as fal's JS client does
+    /// outside a browser. Default false.
+    pub server_side: bool,
 }
 
 /// The size of the first version of `fal_rt_client_options` (without the keepalive fields).
@@ -115,6 +128,12 @@ pub unsafe extern "C" fn fal_rt_client_new(
             }
             config.ping_interval = keepalive_ms(o.ping_interval_ms, config.ping_interval);
             config.ping_timeout = keepalive_ms(o.ping_timeout_ms, config.ping_timeout);
+            config.server_side = o.server_side;
+            // Hosts given here keep the first version's rule: plain schemes
+            // need `allow_insecure`, loopback or not.
+            if !o.run_host.is_null() || !o.rest_url.is_null() {
+                config.allow_insecure_loopback = false;
+            }
         }
         let client = Client::new(config)?;
         put(out, Box::into_raw(Box::new(fal_rt_client { client })));
@@ -229,7 +248,16 @@ pub struct fal_rt_connect_options {
     pub callbacks_user_data: *mut c_void,
     /// Finalizer of `callbacks_user_data`, or NULL.
     pub free_callbacks_user_data: fal_rt_free_fn,
+    /// Realtime only: the JS client's `clientOnly`. On a client made with
+    /// `fal_rt_client_options.server_side`, the connection never opens and
+    /// every send is dropped (returning `FAL_RT_OK`; logged at debug level and
+    /// counted in `fal_rt_stats.inputs_dropped_client_only`). Elsewhere it has
+    /// no effect; sessions and raw WebSockets ignore it. Default false.
+    pub client_only: bool,
 }
+
+/// The size of the first version of `fal_rt_connect_options` (without `client_only`).
+const CONNECT_OPTIONS_V1_SIZE: usize = std::mem::offset_of!(fal_rt_connect_options, client_only);
 
 /// The C callbacks of a `fal_rt_connect_options`, behind their gate.
 pub(crate) struct OptionCallbacks {
@@ -346,8 +374,7 @@ pub(crate) unsafe fn read_connect_options(p: *const fal_rt_connect_options) -> F
     if p.is_null() {
         return Ok(ConnectOptions { options, gate: None });
     }
-    let o: fal_rt_connect_options =
-        read_versioned(p, "options", std::mem::size_of::<fal_rt_connect_options>())?;
+    let o: fal_rt_connect_options = read_versioned(p, "options", CONNECT_OPTIONS_V1_SIZE)?;
     let has_callbacks = o.token_provider.is_some() || o.encoder.is_some() || o.decoder.is_some();
     let gate = (has_callbacks || o.free_callbacks_user_data.is_some()).then(|| {
         Arc::new(Gate::new(
@@ -368,6 +395,7 @@ pub(crate) unsafe fn read_connect_options(p: *const fal_rt_connect_options) -> F
         }
         options.path = opt_str_arg(o.path, "options->path")?.map(str::to_string);
         options.use_jwt = !o.header_auth;
+        options.client_only = o.client_only;
         if o.token_expiration_ms > 0 {
             options.token_expiration = Some(Duration::from_millis(u64::from(o.token_expiration_ms)));
         }

@@ -320,6 +320,9 @@ pub struct fal_rt_stats {
     pub pings_sent: u64,
     /// Pongs received (answers to keepalive pings).
     pub pongs_received: u64,
+    /// Inputs dropped because the connection is `client_only` on a client
+    /// made with `server_side` (see `fal_rt_connect_options.client_only`).
+    pub inputs_dropped_client_only: u64,
 }
 
 /// The size of the first version of `fal_rt_stats` (without the keepalive counters).
@@ -344,6 +347,7 @@ impl From<crate::Stats> for fal_rt_stats {
                 .map_or(-1, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
             pings_sent: s.pings_sent,
             pongs_received: s.pongs_received,
+            inputs_dropped_client_only: s.inputs_dropped_client_only,
         }
     }
 }

@@ -434,6 +434,15 @@ impl AsyncConnection {
         Self::send_frame(slf, frame)
     }
 
+    /// Send pre-encoded msgpack (exactly one value) as is (realtime only).
+    fn send_msgpack<'py>(
+        slf: &Bound<'py, Self>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let frame = hooks::msgpack_frame(data)?;
+        Self::send_frame(slf, frame)
+    }
+
     /// `(True, value)` when a value is ready now, else `(False, future)`.
     fn recv<'py>(slf: &Bound<'py, Self>) -> PyResult<(bool, Bound<'py, PyAny>)> {
         let py = slf.py();
@@ -463,20 +472,25 @@ impl AsyncConnection {
         Self::enqueue(slf, OpKind::Recv(fut)).map(|f| (false, f))
     }
 
-    /// Close (code 1000), then wait briefly for the server's close reply.
-    /// Returns `None` when done already, else an awaitable.
-    fn close<'py>(slf: &Bound<'py, Self>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// Close (realtime: code 1000; raw sockets: `code` and `reason`), then wait
+    /// briefly for the server's close reply. Returns `None` when done already,
+    /// else an awaitable.
+    #[pyo3(signature = (code = 1000, reason = String::new()))]
+    fn close<'py>(slf: &Bound<'py, Self>, code: u16, reason: String) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = slf.py();
         let this = slf.get();
+        if this.ws {
+            fal_realtime::WsSender::check_close(code, &reason).map_err(|e| errors::to_py(py, &e))?;
+        }
         if this.closed.swap(true, Ordering::AcqRel) {
             return Ok(None);
         }
         let halves = this.halves.clone();
         let mut fut: BoxFut<()> = Box::pin(async move {
-            let _ = halves.tx.lock().await.close().await;
+            let _ = halves.tx.lock().await.close(code, &reason).await;
             // Read until the server's close reply, unless someone else is reading.
             if let Ok(mut rx) = halves.rx.try_lock() {
-                while rx.recv().await.is_some() {}
+                rx.finish_close().await;
             }
         });
         if tick(py, this.rt(), &mut fut).is_ready() {
@@ -516,6 +530,18 @@ impl AsyncConnection {
     #[getter]
     fn closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Raw sockets: the close code of how the socket ended (`None` while open).
+    #[getter]
+    fn close_code(&self) -> Option<u16> {
+        self.halves.try_close_info().map(|(c, _)| c)
+    }
+
+    /// Raw sockets: the reason of the server's close frame (`None` while open).
+    #[getter]
+    fn close_reason(&self) -> Option<String> {
+        self.halves.try_close_info().map(|(_, r)| r)
     }
 
     /// Counters of this connection.

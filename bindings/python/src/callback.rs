@@ -130,8 +130,8 @@ pub struct CallbackConnection {
 
 #[pymethods]
 impl CallbackConnection {
-    /// Queue one input (a dict; `bytes` are sent as is). Never blocks;
-    /// connection errors go to `on_error`.
+    /// Queue one input, encoded as msgpack (`bytes` become a msgpack bin), or
+    /// through `encode_message`. Never blocks; connection errors go to `on_error`.
     fn send(&self, py: Python<'_>, arguments: &Bound<'_, PyAny>) -> PyResult<()> {
         if self.shut.load(std::sync::atomic::Ordering::Acquire) {
             return Err(errors::of_kind(
@@ -140,6 +140,19 @@ impl CallbackConnection {
             ));
         }
         let frame = hooks::encode_input(py, arguments, self.encode.as_ref())?;
+        self.conn.send_frame(frame).map_err(|e| errors::to_py(py, &e))
+    }
+
+    /// Queue pre-encoded msgpack (`bytes`, exactly one msgpack value) as is,
+    /// without `encode_message`. Never blocks.
+    fn send_msgpack(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if self.shut.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(errors::of_kind(
+                fal_realtime::ErrorKind::NotConnected,
+                "the connection was shut down",
+            ));
+        }
+        let frame = hooks::msgpack_frame(data)?;
         self.conn.send_frame(frame).map_err(|e| errors::to_py(py, &e))
     }
 

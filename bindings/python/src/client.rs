@@ -104,7 +104,7 @@ fn ws_fd(_: &CoreWs) -> Option<i32> {
 
 fn realtime_halves(s: RealtimeSession) -> Halves {
     let (tx, rx) = s.split();
-    Halves::new(Tx::Realtime(tx), Rx::Realtime(rx))
+    Halves::new(Tx::Realtime(tx), Rx::Realtime(rx, false))
 }
 
 fn ws_halves(c: CoreWs) -> Halves {
@@ -130,7 +130,7 @@ impl Client {
 #[pymethods]
 impl Client {
     #[new]
-    #[pyo3(signature = (key=None, run_host=None, rest_url=None, ca_file=None, allow_insecure_ws=false, open_timeout=None, max_message_size=None, ping_interval=Some(20.0), ping_timeout=Some(20.0)))]
+    #[pyo3(signature = (key=None, run_host=None, rest_url=None, ca_file=None, allow_insecure_ws=false, open_timeout=None, max_message_size=None, ping_interval=Some(20.0), ping_timeout=Some(20.0), server_side=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         key: Option<String>,
@@ -142,6 +142,7 @@ impl Client {
         max_message_size: Option<usize>,
         ping_interval: Option<f64>,
         ping_timeout: Option<f64>,
+        server_side: bool,
     ) -> PyResult<Self> {
         let mut cfg = ClientConfig::from_env();
         if let Some(k) = key {
@@ -165,6 +166,7 @@ impl Client {
         cfg.ping_timeout = ping_timeout
             .map(|s| util::seconds("ping_timeout", s))
             .transpose()?;
+        cfg.server_side = server_side;
         let inner = fal_realtime::Client::new(cfg).map_err(|e| {
             // Name the Python argument.
             let msg = e.message().replace(
@@ -186,6 +188,12 @@ impl Client {
     #[getter]
     fn run_host(&self) -> String {
         self.inner.config().run_host.clone()
+    }
+
+    /// Whether the host was marked server-side (`server_side=True`).
+    #[getter]
+    fn server_side(&self) -> bool {
+        self.inner.config().server_side
     }
 
     fn __repr__(&self) -> String {
@@ -344,7 +352,7 @@ impl Client {
     }
 
     /// Callback-style realtime connection (lazy: connects on the first send).
-    #[pyo3(signature = (app, *, on_result, on_error=None, on_state=None, connection_key=None, throttle_interval=0.128, max_buffering=None, path=None, use_jwt=true, token_provider=None, token_expiration=None, encode_message=None, decode_message=None))]
+    #[pyo3(signature = (app, *, on_result, on_error=None, on_state=None, connection_key=None, throttle_interval=0.128, max_buffering=None, path=None, use_jwt=true, token_provider=None, token_expiration=None, encode_message=None, decode_message=None, client_only=false))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -362,6 +370,7 @@ impl Client {
         token_expiration: Option<f64>,
         encode_message: Option<Py<PyAny>>,
         decode_message: Option<Py<PyAny>>,
+        client_only: bool,
     ) -> PyResult<CallbackConnection> {
         let event_loop = util::running_loop_opt(py);
         let mut opts = Opts {
@@ -374,6 +383,7 @@ impl Client {
         }
         .realtime(event_loop);
         opts.connection_key = connection_key;
+        opts.client_only = client_only;
         opts.throttle_interval = util::seconds("throttle_interval", throttle_interval.unwrap_or(0.0))?;
         let (slot, handler) = callback::handler(on_result, on_error, on_state);
         let conn = self

@@ -16,13 +16,18 @@ pub enum Tx {
 }
 
 pub enum Rx {
-    Realtime(RealtimeReceiver),
+    /// A realtime session; the flag says whether its idle `TIMEOUT` was reported.
+    Realtime(RealtimeReceiver, bool),
     Ws(WsReceiver),
 }
 
 pub enum Item {
     Message(Message),
     Frame(Frame),
+    /// The server's idle `TIMEOUT` ended the session (its JSON): `recv`
+    /// raises it as a `RealtimeError("TIMEOUT", ...)` (as `fal_client`),
+    /// iteration ends cleanly. Reported once; then `recv` returns `None`.
+    IdleTimeout(String),
 }
 
 impl Tx {
@@ -33,10 +38,20 @@ impl Tx {
         }
     }
 
-    pub async fn close(&mut self) -> Result<()> {
+    /// Send a close frame: realtime sessions always with 1000; raw sockets
+    /// with `code` and `reason` (checked by the core).
+    pub async fn close(&mut self, code: u16, reason: &str) -> Result<()> {
         match self {
             Tx::Realtime(s) => s.close().await,
-            Tx::Ws(s) => s.close().await,
+            Tx::Ws(s) => s.close_with(code, reason).await,
+        }
+    }
+
+    /// How a raw socket ended (`close_code`, `close_reason`); `None` for sessions.
+    pub fn close_info(&self) -> Option<(u16, String)> {
+        match self {
+            Tx::Realtime(_) => None,
+            Tx::Ws(s) => s.close_code().zip(s.close_reason()),
         }
     }
 
@@ -51,26 +66,66 @@ impl Tx {
 impl Rx {
     pub fn stats(&self) -> Stats {
         match self {
-            Rx::Realtime(r) => r.stats(),
+            Rx::Realtime(r, _) => r.stats(),
             Rx::Ws(r) => r.stats(),
+        }
+    }
+
+    pub fn close_info(&self) -> Option<(u16, String)> {
+        match self {
+            Rx::Realtime(..) => None,
+            Rx::Ws(r) => r.close_code().zip(r.close_reason()),
         }
     }
 
     pub async fn recv(&mut self) -> Option<Result<Item>> {
         match self {
-            Rx::Realtime(r) => r.recv().await.map(|r| r.map(Item::Message)),
+            Rx::Realtime(r, reported) => match r.recv().await {
+                Some(item) => Some(item.map(Item::Message)),
+                None => match r.idle_timeout() {
+                    Some(body) if !*reported => {
+                        *reported = true;
+                        Some(Ok(Item::IdleTimeout(body.to_string())))
+                    }
+                    _ => None,
+                },
+            },
             Rx::Ws(r) => r.recv().await.map(|r| r.map(Item::Frame)),
+        }
+    }
+
+    /// After a close frame was sent: read until the server's reply ends the
+    /// socket, for at most 1 s. What arrives meanwhile is dropped.
+    pub async fn finish_close(&mut self) {
+        match self {
+            Rx::Realtime(..) => {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                    while self.recv().await.is_some() {}
+                })
+                .await;
+            }
+            Rx::Ws(r) => r.finish_close().await,
         }
     }
 }
 
 impl Item {
+    /// The Python value of what `recv` got: a result, a frame, or (for the
+    /// idle `TIMEOUT`) the `RealtimeError` to raise.
     pub fn into_py(self, py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         match self {
             Item::Message(m) => hooks::message_to_py(py, &m),
             Item::Frame(f) => hooks::frame_to_py(py, f),
+            Item::IdleTimeout(body) => Err(idle_timeout_error(py, body)),
         }
     }
+}
+
+/// `RealtimeError("TIMEOUT", reason, payload)` for the server's idle
+/// `TIMEOUT` message (`_from_core` takes `error`, `reason` and `payload` from
+/// the JSON body).
+pub fn idle_timeout_error(py: Python<'_>, body: String) -> PyErr {
+    crate::errors::to_py(py, &Error::new(ErrorKind::Server, "TIMEOUT").with_body(body))
 }
 
 /// Both halves, shared.
@@ -79,6 +134,7 @@ pub struct Halves {
     pub tx: Arc<Mutex<Tx>>,
     pub rx: Arc<Mutex<Rx>>,
     last_stats: Arc<std::sync::Mutex<Stats>>,
+    last_close: Arc<std::sync::Mutex<Option<(u16, String)>>>,
 }
 
 impl Halves {
@@ -87,6 +143,7 @@ impl Halves {
             tx: Arc::new(Mutex::new(tx)),
             rx: Arc::new(Mutex::new(rx)),
             last_stats: Default::default(),
+            last_close: Default::default(),
         }
     }
 
@@ -98,13 +155,15 @@ impl Halves {
         self.rx.lock().await.recv().await
     }
 
-    /// Send a close frame (1000), then, unless another caller is receiving,
-    /// read until the server's close reply so the socket ends cleanly. Bounded.
-    pub async fn close(&self) -> Result<()> {
+    /// Send a close frame (`code` and `reason` for raw sockets, else 1000),
+    /// then, unless another caller is receiving, read until the server's
+    /// close reply so the socket ends cleanly. Bounded. An invalid code or
+    /// reason fails before anything is sent.
+    pub async fn close(&self, code: u16, reason: &str) -> Result<()> {
         use std::time::Duration;
         let sent = {
             let mut tx = self.tx.lock().await;
-            match tokio::time::timeout(Duration::from_secs(2), tx.close()).await {
+            match tokio::time::timeout(Duration::from_secs(2), tx.close(code, reason)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::new(
                     ErrorKind::Timeout,
@@ -112,13 +171,27 @@ impl Halves {
                 )),
             }
         };
+        if matches!(&sent, Err(e) if e.kind() == ErrorKind::InvalidArgument) {
+            return sent;
+        }
         if let Ok(mut rx) = self.rx.try_lock() {
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while rx.recv().await.is_some() {}
-            })
-            .await;
+            rx.finish_close().await;
         }
         sent
+    }
+
+    /// How a raw socket ended (code, reason), without waiting: from
+    /// whichever half is free, else the last answer.
+    pub fn try_close_info(&self) -> Option<(u16, String)> {
+        let fresh = match self.tx.try_lock() {
+            Ok(t) => Some(t.close_info()),
+            Err(_) => self.rx.try_lock().ok().map(|r| r.close_info()),
+        };
+        let mut last = self.last_close.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(Some(c)) = fresh {
+            *last = Some(c);
+        }
+        last.clone()
     }
 
     /// The counters, without waiting: from whichever half is free, else the

@@ -150,17 +150,13 @@ pub fn message_to_py<'py>(py: Python<'py>, m: &Message) -> PyResult<Bound<'py, P
 
 /// `encode_message` (or the built-in encoder) applied to an input.
 ///
-/// Without a hook: `bytes` are sent as is (pre-encoded msgpack), anything else
-/// is encoded as msgpack. With a hook: its `bytes` go out as a binary frame,
-/// its `str` as a text frame.
+/// Without a hook every input is encoded as msgpack, `bytes` as a msgpack
+/// `bin` (as `fal_client` does; pre-encoded msgpack goes through
+/// [`msgpack_frame`]). With a hook: its `bytes` go out as a binary frame, its
+/// `str` as a text frame.
 pub fn encode_input(py: Python<'_>, input: &Bound<'_, PyAny>, hook: Option<&Py<PyAny>>) -> PyResult<Frame> {
     match hook {
-        None => {
-            if let Ok(b) = input.cast_exact::<PyBytes>() {
-                return Ok(Frame::Binary(bytes_of(b)));
-            }
-            Ok(Frame::Binary(Bytes::from(crate::msgpack::pack(input)?)))
-        }
+        None => Ok(Frame::Binary(Bytes::from(crate::msgpack::pack(input)?))),
         Some(f) => {
             let out = f.bind(py).call1((input,))?;
             frame_from_py(&out).map_err(|_| {
@@ -203,6 +199,25 @@ fn bytes_of(b: &Bound<'_, PyBytes>) -> Bytes {
         len: data.len(),
         _obj: b.clone().unbind(),
     })
+}
+
+/// `send_msgpack(data)`: pre-encoded msgpack (`bytes`, `bytearray` or
+/// `memoryview`) sent as one binary frame, as is (no `encode_message`). It
+/// must be exactly one well-formed msgpack value (`EncodeError` otherwise),
+/// so that the server never sees half a value.
+pub fn msgpack_frame(data: &Bound<'_, PyAny>) -> PyResult<Frame> {
+    let frame = match data.cast::<PyString>() {
+        Ok(_) => None,
+        Err(_) => frame_from_py(data).ok(),
+    };
+    let Some(Frame::Binary(bytes)) = frame else {
+        return Err(errors::of_kind(
+            ErrorKind::Encode,
+            "send_msgpack takes bytes, bytearray or memoryview holding one msgpack value",
+        ));
+    };
+    codec::validate_input(&bytes).map_err(|e| errors::to_py_attach(&e))?;
+    Ok(Frame::Binary(bytes))
 }
 
 /// `bytes`/`bytearray`/`memoryview` → binary frame, `str` → text frame.

@@ -32,6 +32,8 @@ pub struct PyStats {
     pub pings_sent: u64,
     /// Pongs received (answers to keepalive pings).
     pub pongs_received: u64,
+    /// Inputs dropped because the connection is `client_only` on a `server_side` client.
+    pub inputs_dropped_client_only: u64,
 }
 
 impl From<fal_realtime::Stats> for PyStats {
@@ -50,6 +52,7 @@ impl From<fal_realtime::Stats> for PyStats {
             last_server_timing: s.last_server_timing.map(|d| d.as_secs_f64()),
             pings_sent: s.pings_sent,
             pongs_received: s.pongs_received,
+            inputs_dropped_client_only: s.inputs_dropped_client_only,
         }
     }
 }
@@ -59,7 +62,8 @@ impl PyStats {
     fn __repr__(&self) -> String {
         format!(
             "Stats(frames_sent={}, bytes_sent={}, frames_received={}, bytes_received={}, results={}, \
-             errors={}, connects={}, reconnects={}, token_fetches={}, inputs_replaced={}, last_server_timing={}, pings_sent={}, pongs_received={})",
+             errors={}, connects={}, reconnects={}, token_fetches={}, inputs_replaced={}, last_server_timing={}, pings_sent={}, pongs_received={}, \
+             inputs_dropped_client_only={})",
             self.frames_sent,
             self.bytes_sent,
             self.frames_received,
@@ -76,6 +80,7 @@ impl PyStats {
             },
             self.pings_sent,
             self.pongs_received,
+            self.inputs_dropped_client_only,
         )
     }
 
@@ -95,6 +100,7 @@ impl PyStats {
         d.set_item("last_server_timing", self.last_server_timing)?;
         d.set_item("pings_sent", self.pings_sent)?;
         d.set_item("pongs_received", self.pongs_received)?;
+        d.set_item("inputs_dropped_client_only", self.inputs_dropped_client_only)?;
         Ok(d)
     }
 }

@@ -6,7 +6,7 @@
 //! connection: one drives the runtime, the others poll their own futures.
 
 use crate::errors;
-use crate::halves::Halves;
+use crate::halves::{Halves, Item};
 use crate::hooks;
 use crate::stats::PyStats;
 use crate::util;
@@ -57,7 +57,8 @@ impl SyncCore {
         }
     }
 
-    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    /// The next item; `None` once the connection has ended (or was closed).
+    fn recv_item(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Item>> {
         if self.closed.load(Ordering::Acquire) {
             return Ok(None);
         }
@@ -69,22 +70,39 @@ impl SyncCore {
                 format!("no message within {:.3} s", timeout.unwrap_or(0.0)),
             )),
             Some(None) => Ok(None),
-            Some(Some(Ok(item))) => item.into_py(py).map(Some),
+            Some(Some(Ok(item))) => Ok(Some(item)),
             Some(Some(Err(e))) => Err(errors::to_py(py, &e)),
         }
     }
 
-    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.recv(py, None)
+    /// `recv()`: the server's idle `TIMEOUT` raises `RealtimeError("TIMEOUT", ...)`.
+    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.recv_item(py, timeout)? {
+            Some(item) => item.into_py(py).map(Some),
+            None => Ok(None),
+        }
     }
 
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
+    /// Iteration: ends cleanly on a normal close and on the idle `TIMEOUT`.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.recv_item(py, None)? {
+            Some(Item::IdleTimeout(_)) | None => Ok(None),
+            Some(item) => item.into_py(py).map(Some),
+        }
+    }
+
+    fn close(&self, py: Python<'_>, code: u16, reason: &str) -> PyResult<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
         let halves = &self.halves;
-        match util::block_on(py, self.rt(), halves.close(), None)? {
+        match util::block_on(py, self.rt(), halves.close(code, reason), None)? {
             Some(Ok(())) | None => Ok(()),
+            Some(Err(e)) if e.kind() == ErrorKind::InvalidArgument => {
+                // Nothing was sent: the connection stays open.
+                self.closed.store(false, Ordering::Release);
+                Err(errors::to_py(py, &e))
+            }
             // Already gone: nothing left to close.
             Some(Err(e)) if matches!(e.kind(), ErrorKind::Closed | ErrorKind::Connect) => Ok(()),
             Some(Err(e)) => Err(errors::to_py(py, &e)),
@@ -117,14 +135,24 @@ pub struct RealtimeConnection {
 
 #[pymethods]
 impl RealtimeConnection {
-    /// Send one input (a dict; `bytes` are sent as is, as pre-encoded msgpack).
+    /// Send one input, encoded as msgpack (`bytes` become a msgpack bin, as in
+    /// `fal_client`), or through `encode_message`.
     fn send(&self, py: Python<'_>, arguments: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = hooks::encode_input(py, arguments, self.core.encode.as_ref())?;
         self.core.send_frame(py, frame)
     }
 
+    /// Send pre-encoded msgpack (`bytes`, exactly one msgpack value) as is,
+    /// without `encode_message`.
+    fn send_msgpack(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = hooks::msgpack_frame(data)?;
+        self.core.send_frame(py, frame)
+    }
+
     /// The next result; `None` once the connection has closed cleanly.
-    /// With `timeout` (seconds), raises `FalTimeoutError` when nothing arrives in time.
+    /// The server's idle `TIMEOUT` raises `RealtimeError("TIMEOUT", ...)` once (as
+    /// `fal_client`); `None` after it. With `timeout` (seconds), raises
+    /// `FalTimeoutError` when nothing arrives in time.
     #[pyo3(signature = (timeout = None))]
     fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.core.recv(py, timeout)
@@ -132,7 +160,7 @@ impl RealtimeConnection {
 
     /// Close the connection (code 1000). Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close(py)
+        self.core.close(py, 1000, "")
     }
 
     /// Whether `close()` was called.
@@ -152,7 +180,8 @@ impl RealtimeConnection {
         slf
     }
 
-    /// The next result (like `recv()`); stops when the connection has closed cleanly.
+    /// The next result (like `recv()`); stops when the connection has closed
+    /// cleanly, also after the server's idle `TIMEOUT`.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
         self.core.next(py)
     }
@@ -165,8 +194,24 @@ impl RealtimeConnection {
     /// Close the connection.
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.core.close(py)?;
+        self.core.close(py, 1000, "")?;
         Ok(false)
+    }
+}
+
+/// `recv(decode=...)` of a raw socket, as in `websockets`: `None` keeps the
+/// frame's type; `True` decodes binary frames as UTF-8 (`str`); `False`
+/// returns text frames as UTF-8 `bytes`.
+pub fn apply_decode<'py>(
+    py: Python<'py>,
+    value: Bound<'py, PyAny>,
+    decode: Option<bool>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use pyo3::types::{PyBytes, PyString};
+    match decode {
+        Some(true) if value.is_instance_of::<PyBytes>() => value.call_method0(pyo3::intern!(py, "decode")),
+        Some(false) if value.is_instance_of::<PyString>() => value.call_method0(pyo3::intern!(py, "encode")),
+        _ => Ok(value),
     }
 }
 
@@ -185,14 +230,42 @@ impl WsConnection {
     }
 
     /// The next frame (`bytes` or `str`); `None` once the connection has closed cleanly.
-    #[pyo3(signature = (timeout = None))]
-    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        self.core.recv(py, timeout)
+    /// With `timeout` (seconds), raises `FalTimeoutError` (a `TimeoutError`) when
+    /// nothing arrives in time. `decode`, as in `websockets`: `True` returns binary
+    /// frames as `str` (UTF-8), `False` text frames as `bytes`.
+    #[pyo3(signature = (timeout = None, decode = None))]
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+        decode: Option<bool>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        match self.core.recv(py, timeout)? {
+            Some(v) => apply_decode(py, v, decode).map(Some),
+            None => Ok(None),
+        }
     }
 
-    /// Close the connection (code 1000). Idempotent.
-    fn close(&self, py: Python<'_>) -> PyResult<()> {
-        self.core.close(py)
+    /// Close with `code` (default 1000) and `reason`, and wait up to 1 s for the
+    /// server's close reply (then `close_code` is known). Idempotent. A code that
+    /// cannot be sent, or a reason over 123 bytes, raises `InvalidArgumentError`.
+    #[pyo3(signature = (code = 1000, reason = ""))]
+    fn close(&self, py: Python<'_>, code: u16, reason: &str) -> PyResult<()> {
+        fal_realtime::WsSender::check_close(code, reason).map_err(|e| errors::to_py(py, &e))?;
+        self.core.close(py, code, reason)
+    }
+
+    /// The close code of how the socket ended, as in `websockets`: the code of the
+    /// server's close frame, 1006 when it ended without one; `None` while open.
+    #[getter]
+    fn close_code(&self) -> Option<u16> {
+        self.core.halves.try_close_info().map(|(c, _)| c)
+    }
+
+    /// The reason of the server's close frame (`""` if none); `None` while open.
+    #[getter]
+    fn close_reason(&self) -> Option<String> {
+        self.core.halves.try_close_info().map(|(_, r)| r)
     }
 
     /// Whether `close()` was called.
@@ -222,10 +295,10 @@ impl WsConnection {
         slf
     }
 
-    /// Close the connection.
+    /// Close the connection (code 1000).
     #[pyo3(signature = (*_args))]
     fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.core.close(py)?;
+        self.core.close(py, 1000, "")?;
         Ok(false)
     }
 }

@@ -62,7 +62,9 @@ def test_invalid_arguments(client: Client) -> None:
         with client.realtime("not-an-app-id"):
             pass
     with pytest.raises(fal_realtime.InvalidArgumentError, match="allow_insecure_ws=True"):
-        Client(run_host="ws://127.0.0.1:1")  # plain ws needs allow_insecure_ws
+        Client(run_host="ws://emulator.example:1")  # plain ws to another host needs allow_insecure_ws
+    with pytest.raises(fal_realtime.InvalidArgumentError, match="allow_insecure_ws=True"):
+        Client(rest_url="http://10.0.0.1:1")
     with pytest.raises(fal_realtime.InvalidArgumentError):
         Client(ca_file="/nonexistent/ca.pem")
     with pytest.raises(fal_realtime.InvalidArgumentError):
@@ -74,7 +76,8 @@ def test_missing_credentials(emu: Any) -> None:
     with pytest.raises(fal_realtime.CredentialsError) as ei:
         with client.realtime("owner/echo"):
             pass
-    assert "FAL_KEY" in str(ei.value)
+    # The variables named as fal_client names them.
+    assert "Set FAL_KEY (or FAL_KEY_ID/FAL_KEY_SECRET)" in str(ei.value)
     assert fal_realtime.MissingCredentialsError is fal_realtime.CredentialsError
 
 
@@ -85,6 +88,12 @@ def test_bad_key_is_an_auth_error_without_the_key(emu: Any) -> None:
             pass
     assert ei.value.status == 401
     assert "super-secret-wrong-key" not in str(ei.value) + repr(ei.value) + str(ei.value.body)
+    # Also fal_client's HTTP error: status_code, the response body, the server's detail.
+    e = ei.value
+    assert isinstance(e, fal_realtime.FalClientHTTPError) and isinstance(e, fal_realtime.FalClientError)
+    assert e.status_code == 401 and e.response.status_code == 401
+    assert e.response.json() == {"detail": "Unauthorized"}
+    assert str(e).endswith(": Unauthorized"), str(e)
 
 
 def test_unauthorized_from_the_realtime_server(emu: Any) -> None:
@@ -109,6 +118,7 @@ def test_token_endpoint_http_error(emu: Any) -> None:
         with client.realtime("owner/echo"):
             pass
     assert ei.value.status == 404
+    assert isinstance(ei.value, fal_realtime.FalClientHTTPError) and ei.value.status_code == 404
 
 
 def test_token_provider_error(emu: Any) -> None:
@@ -159,17 +169,49 @@ def test_tls_untrusted_then_trusted(tls_emu: Any, tls_dir: Path) -> None:
         assert conn.recv(timeout=10) == {"over": "tls"}
 
 
-def test_module_level_functions_use_the_environment(
-    tls_emu: Any, tls_dir: Path, monkeypatch: pytest.MonkeyPatch
+def test_module_level_functions_use_the_environment(tls_emu: Any, tls_dir: Path) -> None:
+    # In a fresh process, as a program configured from its environment: the
+    # system roots (and SSL_CERT_FILE with them) are read once per process.
+    import os
+    import subprocess
+    import sys
+
+    env = dict(
+        os.environ,
+        FAL_KEY="test-key",
+        FAL_RUN_HOST=tls_emu.host,
+        FAL_REST_URL=f"https://{tls_emu.host}",
+        SSL_CERT_FILE=str(tls_dir / "ca.pem"),
+    )
+    script = (
+        "import fal_realtime\n"
+        "with fal_realtime.realtime('owner/echo') as conn:\n"
+        "    conn.send({'env': True})\n"
+        "    print(conn.recv(timeout=10))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "{'env': True}"
+
+
+def test_plain_loopback_hosts_from_the_environment_need_no_flag(
+    emu: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A token sent in clear to this machine never leaves it: env-configured
+    # code reaches a local emulator without allow_insecure_ws.
     monkeypatch.setenv("FAL_KEY", "test-key")
-    monkeypatch.setenv("FAL_RUN_HOST", tls_emu.host)
-    monkeypatch.setenv("FAL_REST_URL", f"https://{tls_emu.host}")
-    monkeypatch.setenv("SSL_CERT_FILE", str(tls_dir / "ca.pem"))
+    monkeypatch.setenv("FAL_RUN_HOST", f"ws://{emu.host}")
+    monkeypatch.setenv("FAL_REST_URL", f"http://{emu.host}")
     monkeypatch.setattr(fal_realtime, "_default_client", None)
     with fal_realtime.realtime("owner/echo") as conn:
-        conn.send({"env": True})
-        assert conn.recv(timeout=10) == {"env": True}
+        conn.send({"loopback": True})
+        assert conn.recv(timeout=10) == {"loopback": True}
+    port = emu.host.rsplit(":", 1)[1]
+    for host in (f"localhost:{port}", f"[::1]:{port}"):
+        Client(key="k", run_host=f"ws://{host}", rest_url=f"http://{host}")  # accepted
+    monkeypatch.setenv("FAL_RUN_HOST", "ws://192.168.0.1:8080")
+    with pytest.raises(fal_realtime.InvalidArgumentError, match="allow_insecure_ws"):
+        Client()
 
 
 def test_open_timeout(silent_server: str) -> None:

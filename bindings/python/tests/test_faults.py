@@ -25,6 +25,10 @@ def keepalive_client(emu: Emulator) -> fal_realtime.Client:
 
 def test_sync_send_after_idle_timeout_raises(timeout_emu: Emulator) -> None:
     with timeout_emu.client().realtime("owner/echo") as conn:
+        # recv raises the idle TIMEOUT once (as fal_client), then the end is clean.
+        with pytest.raises(fal_realtime.RealtimeError) as t:
+            conn.recv(timeout=15)
+        assert t.value.error == "TIMEOUT"
         assert conn.recv(timeout=15) is None
         with pytest.raises(fal_realtime.ClosedError) as e:
             conn.send({"n": 1})

@@ -88,10 +88,25 @@ def test_large_payload_8_mib(client: Client) -> None:
         assert out is not None and out["image"] == blob
 
 
-def test_preencoded_bytes_are_sent_as_is(client: Client) -> None:
+def test_bytes_are_a_msgpack_bin_and_send_msgpack_sends_as_is(client: Client) -> None:
+    pre = fal_realtime.packb({"pre": "encoded"})
     with client.realtime("owner/echo") as conn:
-        conn.send(fal_realtime.packb({"pre": "encoded"}))
-        assert conn.recv() == {"pre": "encoded"}
+        # send(bytes) encodes the bytes as a msgpack bin, as fal_client does.
+        conn.send(pre)
+        assert conn.recv(timeout=10) == pre
+        conn.send(bytearray(b"ab"))
+        assert conn.recv(timeout=10) == b"ab"
+        # Pre-encoded msgpack has its own method (exactly one msgpack value).
+        conn.send_msgpack(pre)
+        assert conn.recv(timeout=10) == {"pre": "encoded"}
+        conn.send_msgpack(memoryview(pre))
+        assert conn.recv(timeout=10) == {"pre": "encoded"}
+        for bad in (b"", b"\xc1", pre + b"\x00", pre[:-1]):
+            with pytest.raises(fal_realtime.EncodeError):
+                conn.send_msgpack(bad)
+        with pytest.raises(fal_realtime.EncodeError):
+            conn.send_msgpack("not bytes")  # type: ignore[arg-type]
+        assert conn.stats.frames_sent == 4
 
 
 def test_recv_timeout_raises_and_connection_survives(client: Client) -> None:

@@ -1,7 +1,9 @@
 """fal_realtime: fast clients for fal.ai realtime WebSocket endpoints.
 
-A drop-in for the realtime part of ``fal_client`` (change the import), built on
-one Rust core. Three styles:
+A drop-in for the realtime part of ``fal_client`` (``import fal_realtime as
+fal_client``: ``SyncClient``, ``AsyncClient``, ``realtime``, ``ws_connect``,
+``fal_client.client.RealtimeError``, ``fal_client.auth.MissingCredentialsError``,
+``FalClientHTTPError``), built on one Rust core. Three styles:
 
 * :func:`realtime` / :func:`realtime_async`: explicit connect, then ``send`` and
   ``recv`` (or iterate), as in ``fal_client``.
@@ -45,6 +47,8 @@ from ._errors import (
     CredentialsError,
     DecodeError,
     EncodeError,
+    FalClientError,
+    FalClientHTTPError,
     FalRealtimeError,
     FalTimeoutError,
     HttpError,
@@ -68,6 +72,8 @@ __version__: str = _native.__version__
 __all__ = [
     "__version__",
     "Client",
+    "SyncClient",
+    "AsyncClient",
     "realtime",
     "realtime_async",
     "ws_connect",
@@ -83,6 +89,8 @@ __all__ = [
     "packb",
     "unpackb",
     "TokenProvider",
+    "FalClientError",
+    "FalClientHTTPError",
     "FalRealtimeError",
     "InvalidArgumentError",
     "CredentialsError",
@@ -108,6 +116,9 @@ TokenProvider = Callable[[str], Union[str, Awaitable[str]]]
 #: Default token life requested from fal's token endpoint, in seconds (as ``fal_client``).
 REALTIME_TOKEN_EXPIRATION_SECONDS = 120
 
+#: The WebSocket handshake timeout of ``fal_client``, in seconds.
+REALTIME_OPEN_TIMEOUT = 90.0
+
 
 def _realtime_path(path: Optional[str]) -> Optional[str]:
     # "/realtime" is the default: let the core apply it, so that an app id that
@@ -119,6 +130,20 @@ def _realtime_path(path: Optional[str]) -> Optional[str]:
 
 def _ws_path(path: Optional[str]) -> Optional[str]:
     return path or None
+
+
+def _is_idle_timeout(exc: BaseException) -> bool:
+    # The server's idle TIMEOUT: `recv` raises it (as fal_client), iteration ends.
+    return isinstance(exc, RealtimeError) and not isinstance(exc, ClosedError) and exc.error == "TIMEOUT"
+
+
+def _decode_frame(frame: Union[bytes, str, None], decode: Optional[bool]) -> Union[bytes, str, None]:
+    # `recv(decode=...)` as in `websockets`.
+    if decode is True and isinstance(frame, bytes):
+        return frame.decode("utf-8")
+    if decode is False and isinstance(frame, str):
+        return frame.encode("utf-8")
+    return frame
 
 
 async def _recv(native: _native.AsyncConnection, timeout: Optional[float]) -> Any:
@@ -137,8 +162,9 @@ class AsyncRealtimeConnection:
     """An asyncio realtime connection, from :func:`realtime_async`.
 
     ``await send(input)``, ``await recv()`` (``None`` once the connection closed
-    cleanly, also after the server's idle ``TIMEOUT``), ``async for result in
-    conn``. Several tasks may use it at once; cancelling a task that awaits
+    cleanly; the server's idle ``TIMEOUT`` raises ``RealtimeError("TIMEOUT", ...)``
+    once, as in ``fal_client``), ``async for result in conn`` (ends cleanly on
+    either). Several tasks may use it at once; cancelling a task that awaits
     ``recv`` loses no result.
     """
 
@@ -148,16 +174,27 @@ class AsyncRealtimeConnection:
         self._c = native
 
     async def send(self, arguments: Any) -> None:
-        """Send one input (a dict; ``bytes`` are sent as is, as pre-encoded msgpack)."""
+        """Send one input, encoded as msgpack (``bytes`` become a msgpack bin, as in
+        ``fal_client``), or through ``encode_message``."""
         pending = self._c.send(arguments)
+        if pending is not None:
+            await pending
+
+    async def send_msgpack(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Send pre-encoded msgpack (exactly one value) as is, without ``encode_message``.
+
+        Raises :class:`EncodeError` when ``data`` is not one well-formed msgpack value.
+        """
+        pending = self._c.send_msgpack(data)
         if pending is not None:
             await pending
 
     async def recv(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The next result; ``None`` once the connection has closed cleanly.
 
-        With ``timeout`` (seconds), raises :class:`FalTimeoutError` when nothing
-        arrives in time.
+        The server's idle ``TIMEOUT`` raises ``RealtimeError("TIMEOUT", reason,
+        payload)`` once (as ``fal_client``); ``None`` after it. With ``timeout``
+        (seconds), raises :class:`FalTimeoutError` when nothing arrives in time.
         """
         return cast(Optional[Dict[str, Any]], await _recv(self._c, timeout))
 
@@ -182,8 +219,14 @@ class AsyncRealtimeConnection:
         return self
 
     async def __anext__(self) -> Dict[str, Any]:
-        """The next result; stops when the connection has closed cleanly."""
-        result = await self.recv()
+        """The next result; stops when the connection has closed cleanly, also
+        after the server's idle ``TIMEOUT``."""
+        try:
+            result = await self.recv()
+        except RealtimeError as exc:
+            if _is_idle_timeout(exc):
+                raise StopAsyncIteration from None
+            raise
         if result is None:
             raise StopAsyncIteration
         return result
@@ -198,7 +241,12 @@ class AsyncRealtimeConnection:
 
 
 class AsyncWsConnection:
-    """An asyncio raw WebSocket, from :func:`ws_connect_async`: frames in, frames out."""
+    """An asyncio raw WebSocket, from :func:`ws_connect_async`: frames in, frames out.
+
+    What ``fal_client`` users touch on the ``websockets`` connection it returns:
+    ``send``, ``recv(timeout=None, decode=None)``, ``async for``,
+    ``close(code=1000, reason="")``, ``close_code``, ``close_reason``, ``async with``.
+    """
 
     __slots__ = ("_c", "__weakref__")
 
@@ -211,15 +259,35 @@ class AsyncWsConnection:
         if pending is not None:
             await pending
 
-    async def recv(self, timeout: Optional[float] = None) -> Union[bytes, str, None]:
-        """The next frame (``bytes`` or ``str``); ``None`` once the connection has closed cleanly."""
-        return cast(Union[bytes, str, None], await _recv(self._c, timeout))
+    async def recv(self, timeout: Optional[float] = None, decode: Optional[bool] = None) -> Union[bytes, str, None]:
+        """The next frame (``bytes`` or ``str``); ``None`` once the connection has closed cleanly.
 
-    async def close(self) -> None:
-        """Close the connection (code 1000). Idempotent."""
-        pending = self._c.close()
+        With ``timeout`` (seconds), raises :class:`FalTimeoutError` (a
+        ``TimeoutError``) when nothing arrives in time. ``decode``, as in
+        ``websockets``: ``True`` returns binary frames as ``str`` (UTF-8),
+        ``False`` text frames as ``bytes``.
+        """
+        frame = cast(Union[bytes, str, None], await _recv(self._c, timeout))
+        return _decode_frame(frame, decode)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason`` and wait up to 1 s for the server's
+        reply (then :attr:`close_code` is known). Idempotent. A code that cannot be
+        sent, or a reason over 123 bytes, raises :class:`InvalidArgumentError`."""
+        pending = self._c.close(code, reason)
         if pending is not None:
             await pending
+
+    @property
+    def close_code(self) -> Optional[int]:
+        """The close code of how the socket ended, as in ``websockets``: the code of
+        the server's close frame, 1006 when it ended without one; ``None`` while open."""
+        return self._c.close_code
+
+    @property
+    def close_reason(self) -> Optional[str]:
+        """The reason of the server's close frame (``""`` if none); ``None`` while open."""
+        return self._c.close_reason
 
     @property
     def closed(self) -> bool:
@@ -285,6 +353,16 @@ class Client:
         ping_timeout: keepalive: seconds to wait for any frame after a ping before the
             connection is declared dead, closed with 1011 and reported as a
             ``FalTimeoutError`` (default 20); ``None`` never gives up.
+        server_side: this process renders pages on a server (server-side rendering):
+            callback connections made with ``connect(..., client_only=True)`` are then
+            no-ops whose inputs are dropped (logged at debug level, counted in
+            ``stats.inputs_dropped_client_only``), as fal's JS client does outside a
+            browser. Default ``False``.
+
+    Plain ``ws://`` / ``http://`` to a loopback host (``127.0.0.0/8``, ``[::1]``,
+    ``localhost``) needs no ``allow_insecure_ws``: a token sent in clear to this
+    machine never leaves it. So ``FAL_RUN_HOST=ws://127.0.0.1:8080`` with
+    ``FAL_REST_URL=http://127.0.0.1:8080`` points unchanged code at a local emulator.
     """
 
     def __init__(
@@ -299,6 +377,7 @@ class Client:
         max_message_size: Optional[int] = None,
         ping_interval: Optional[float] = 20.0,
         ping_timeout: Optional[float] = 20.0,
+        server_side: bool = False,
     ) -> None:
         self._native = _native.Client(
             key=key,
@@ -310,6 +389,7 @@ class Client:
             max_message_size=max_message_size,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
+            server_side=server_side,
         )
 
     def __repr__(self) -> str:
@@ -460,6 +540,7 @@ class Client:
         encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
         decode_message: Optional[Callable[[bytes], Any]] = None,
         use_jwt: bool = True,
+        client_only: bool = False,
     ) -> CallbackConnection:
         """A callback-style connection, like ``fal.realtime.connect`` of fal's JS client.
 
@@ -480,6 +561,10 @@ class Client:
         ``token_provider`` may be sync or async (run on the event loop that was
         running when ``connect`` was called, if any); with ``token_expiration``
         (seconds), tokens are refreshed at 90 % of their life.
+        ``client_only`` is the JS client's ``clientOnly``: on a client made with
+        ``server_side=True`` the connection never opens and its inputs are
+        dropped (logged, counted in ``stats.inputs_dropped_client_only``);
+        elsewhere it has no effect.
         Keep a reference to the returned connection: it shuts down once no
         reference is left. Use it as a context manager, or call ``shutdown()``.
         """
@@ -497,6 +582,7 @@ class Client:
             token_expiration=token_expiration,
             encode_message=encode_message,
             decode_message=decode_message,
+            client_only=client_only,
         )
         _callback_connections.add(conn)
         return conn
@@ -630,6 +716,7 @@ def connect(
     encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
     decode_message: Optional[Callable[[bytes], Any]] = None,
     use_jwt: bool = True,
+    client_only: bool = False,
 ) -> CallbackConnection:
     """:meth:`Client.connect` on the default client (configured from the environment).
 
@@ -650,4 +737,11 @@ def connect(
         encode_message=encode_message,
         decode_message=decode_message,
         use_jwt=use_jwt,
+        client_only=client_only,
     )
+
+
+# fal_client's module layout: `fal_client.client.*`, `fal_client.auth.*`,
+# `fal_client.SyncClient` / `AsyncClient` (imported last: they build on the above).
+from . import auth, client  # noqa: E402
+from .client import AsyncClient, SyncClient  # noqa: E402

@@ -2,7 +2,10 @@
 
 Every exception derives from :class:`FalRealtimeError`. Server errors are
 :class:`RealtimeError` (as in ``fal_client``), carrying ``error``, ``reason``
-and ``payload``. No message ever contains a token or an API key.
+and ``payload``. Failures of the token endpoint (:class:`AuthError`,
+:class:`HttpError`) are also :class:`FalClientHTTPError` (``status_code``,
+``response``), so ``except fal_client.FalClientHTTPError`` keeps catching a
+rejected key. No message ever contains a token or an API key.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import json
 from typing import Any, Dict, Optional
 
 __all__ = [
+    "FalClientError",
+    "FalClientHTTPError",
+    "HTTPResponse",
     "FalRealtimeError",
     "InvalidArgumentError",
     "CredentialsError",
@@ -80,15 +86,93 @@ class CredentialsError(FalRealtimeError):
 MissingCredentialsError = CredentialsError
 
 
-class AuthError(FalRealtimeError):
+class HTTPResponse:
+    """What the token endpoint answered, for :attr:`FalClientHTTPError.response`.
+
+    A small stand-in for the ``httpx.Response`` of ``fal_client``: ``status_code``,
+    ``text``, ``content``, ``headers`` (empty: the headers are not kept) and ``json()``.
+    """
+
+    __slots__ = ("status_code", "text", "headers")
+
+    def __init__(self, status_code: Optional[int], text: str = "") -> None:
+        self.status_code = status_code
+        self.text = text
+        self.headers: Dict[str, str] = {}
+
+    @property
+    def content(self) -> bytes:
+        """The body as UTF-8 bytes."""
+        return self.text.encode("utf-8")
+
+    def json(self) -> Any:
+        """The body parsed as JSON (raises ``ValueError`` when it is not JSON)."""
+        return json.loads(self.text)
+
+    def __repr__(self) -> str:
+        return f"<HTTPResponse [{self.status_code}]>"
+
+
+def _error_type(body: Optional[str]) -> Optional[str]:
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        return None
+    value = parsed.get("error_type") if isinstance(parsed, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class FalClientError(FalRealtimeError):
+    """``fal_client.FalClientError``: the base of the HTTP failures (:class:`FalClientHTTPError`)."""
+
+    kind = "http"
+
+
+class FalClientHTTPError(FalClientError):
+    """An HTTP failure, as ``fal_client.FalClientHTTPError``: ``message``,
+    ``status_code``, ``response_headers``, ``response`` and ``error_type``.
+
+    :class:`AuthError` (a rejected key: ``status_code`` 401 or 403) and
+    :class:`HttpError` are subclasses, so ``except FalClientHTTPError`` catches
+    what ``fal_client`` raises there. ``response`` is an :class:`HTTPResponse`
+    holding the body; ``response_headers`` is empty. Takes ``fal_client``'s
+    constructor arguments too.
+    """
+
+    def __init__(
+        self,
+        message: str = "",
+        status_code: Optional[int] = None,
+        response_headers: Optional[Dict[str, str]] = None,
+        response: Any = None,
+        error_type: Optional[str] = None,
+        *,
+        status: Optional[int] = None,
+        body: Optional[str] = None,
+    ) -> None:
+        if status is None:
+            status = status_code
+        super().__init__(message, status=status, body=body)
+        self.status_code = status
+        self.response_headers: Dict[str, str] = dict(response_headers or {})
+        self.response: Any = response if response is not None else HTTPResponse(status, body or "")
+        self.error_type = error_type if error_type is not None else _error_type(body)
+
+
+class AuthError(FalClientHTTPError):
     """Authentication failed: the token endpoint refused the key (``status`` 401/403),
-    or the realtime server answered ``Unauthorized``."""
+    or the realtime server answered ``Unauthorized`` (``status`` 401).
+
+    Also a :class:`FalClientHTTPError` (``status_code``, ``response``), as the
+    rejected key is in ``fal_client``."""
 
     kind = "auth"
 
 
-class HttpError(FalRealtimeError):
-    """The token endpoint failed with an HTTP status other than an auth failure."""
+class HttpError(FalClientHTTPError):
+    """The token endpoint failed with an HTTP status other than an auth failure.
+
+    Also a :class:`FalClientHTTPError` (``status_code``, ``response``)."""
 
     kind = "http"
 

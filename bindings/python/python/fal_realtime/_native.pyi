@@ -68,6 +68,9 @@ class Stats:
     @property
     def pongs_received(self) -> int:
         """Pongs received (answers to keepalive pings)."""
+    @property
+    def inputs_dropped_client_only(self) -> int:
+        """Inputs dropped because the connection is ``client_only`` on a ``server_side`` client."""
     def to_dict(self) -> Dict[str, Any]:
         """The counters as a dict."""
 
@@ -79,10 +82,13 @@ class RealtimeConnection:
     """
 
     def send(self, arguments: Any) -> None:
-        """Send one input (a dict; ``bytes`` are sent as is, as pre-encoded msgpack)."""
+        """Send one input, encoded as msgpack (``bytes`` become a msgpack bin)."""
+    def send_msgpack(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Send pre-encoded msgpack (exactly one value) as is."""
     def recv(self, timeout: Optional[float] = None) -> Optional[Dict[str, Any]]:
         """The next result; ``None`` once the connection has closed cleanly.
 
+        The server's idle ``TIMEOUT`` raises ``RealtimeError("TIMEOUT", ...)`` once.
         With ``timeout`` (seconds), raises ``FalTimeoutError`` when nothing arrives in time.
         """
     def close(self) -> None:
@@ -104,10 +110,19 @@ class WsConnection:
 
     def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
         """Send ``bytes`` (a binary frame) or ``str`` (a text frame)."""
-    def recv(self, timeout: Optional[float] = None) -> Union[bytes, str, None]:
-        """The next frame; ``None`` once the connection has closed cleanly."""
-    def close(self) -> None:
-        """Close the connection (code 1000). Idempotent."""
+    def recv(self, timeout: Optional[float] = None, decode: Optional[bool] = None) -> Union[bytes, str, None]:
+        """The next frame; ``None`` once the connection has closed cleanly.
+
+        ``decode`` as in ``websockets``: ``True`` binary frames as ``str``, ``False`` text as ``bytes``.
+        """
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason``; waits up to 1 s for the reply. Idempotent."""
+    @property
+    def close_code(self) -> Optional[int]:
+        """The close code of how the socket ended (1006 without a close frame); ``None`` while open."""
+    @property
+    def close_reason(self) -> Optional[str]:
+        """The reason of the server's close frame; ``None`` while open."""
     @property
     def closed(self) -> bool:
         """Whether ``close()`` was called."""
@@ -129,6 +144,8 @@ class CallbackConnection:
 
     def send(self, arguments: Any) -> None:
         """Queue one input; connection errors go to ``on_error``."""
+    def send_msgpack(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Queue pre-encoded msgpack (exactly one value) as is."""
     def close(self) -> None:
         """Close the socket (code 1000) and drop a pending input; the next ``send`` reconnects."""
     def shutdown(self) -> None:
@@ -148,10 +165,18 @@ class AsyncConnection:
 
     def send(self, data: Any) -> Optional[Awaitable[None]]:
         """Send; ``None`` when done already, else an awaitable."""
+    def send_msgpack(self, data: Any) -> Optional[Awaitable[None]]:
+        """Send pre-encoded msgpack; ``None`` when done already, else an awaitable."""
     def recv(self) -> Tuple[bool, Any]:
         """``(True, value)`` when ready now, else ``(False, awaitable)``."""
-    def close(self) -> Optional[Awaitable[None]]:
+    def close(self, code: int = 1000, reason: str = ...) -> Optional[Awaitable[None]]:
         """Close; ``None`` when done already, else an awaitable."""
+    @property
+    def close_code(self) -> Optional[int]:
+        """Raw sockets: the close code of how the socket ended; ``None`` while open."""
+    @property
+    def close_reason(self) -> Optional[str]:
+        """Raw sockets: the reason of the server's close frame; ``None`` while open."""
     def _pump(self) -> None:
         """Drive pending operations (called by the event loop)."""
     def _heartbeat(self) -> None:
@@ -176,8 +201,9 @@ class Client:
         allow_insecure_ws: bool = False,
         open_timeout: Optional[float] = None,
         max_message_size: Optional[int] = None,
-        ping_interval: Optional[float] = 20.0,
-        ping_timeout: Optional[float] = 20.0,
+        ping_interval: Optional[float] = ...,  # 20.0
+        ping_timeout: Optional[float] = ...,  # 20.0
+        server_side: bool = False,
     ) -> Self: ...
     @property
     def has_credentials(self) -> bool:
@@ -185,6 +211,9 @@ class Client:
     @property
     def run_host(self) -> str:
         """The run host in use."""
+    @property
+    def server_side(self) -> bool:
+        """Whether the host was marked server-side."""
     def realtime(
         self,
         app: str,
@@ -249,6 +278,7 @@ class Client:
         token_expiration: Optional[float] = None,
         encode_message: Optional[Callable[[Any], Union[bytes, str]]] = None,
         decode_message: Optional[Callable[[bytes], Any]] = None,
+        client_only: bool = False,
     ) -> CallbackConnection:
         """Create a callback-style connection (connects on the first send)."""
 

@@ -143,3 +143,57 @@ def errors() -> None:
         del kind, body
     version: str = fal_realtime.__version__
     del version
+
+
+def fal_client_drop_in() -> None:
+    # Code written for fal_client, with `import fal_realtime as fal_client`.
+    import fal_realtime as fal_client
+    from fal_realtime.auth import MissingCredentialsError
+    from fal_realtime.client import RealtimeError as ClientRealtimeError
+
+    client = fal_client.SyncClient(key=None, default_timeout=30.0)
+    try:
+        with client.realtime("fal-ai/app", max_buffering=2, encode_message=lambda m: fal_client.packb(m)) as conn:
+            conn.send({"prompt": "x"})
+            conn.send_msgpack(fal_client.packb({"pre": "encoded"}))
+            r: Optional[Dict[str, Any]] = conn.recv()
+            del r
+        with client.ws_connect("fal-ai/app", path="/ws") as ws:
+            ws.send("hello")
+            text: Union[bytes, str, None] = ws.recv(timeout=1.0, decode=False)
+            ws.close(code=4000, reason="bye")
+            code: Optional[int] = ws.close_code
+            reason: Optional[str] = ws.close_reason
+            del text, code, reason
+    except ClientRealtimeError as e:
+        print(e.error, e.reason, e.payload)
+    except fal_client.FalClientHTTPError as e:
+        status: Optional[int] = e.status_code
+        print(status, e.response.text, e.message)
+    except MissingCredentialsError:
+        pass
+    token: str = fal_client.auth.fetch_credentials()
+    del token
+
+
+async def fal_client_drop_in_async() -> None:
+    import fal_realtime as fal_client
+
+    client = fal_client.AsyncClient()
+    async with client.realtime("fal-ai/app", use_jwt=False) as conn:
+        c: fal_client.client.AsyncRealtimeConnection = conn
+        await c.send({"x": 1})
+        await c.send_msgpack(b"\x80")
+    async with client.ws_connect("fal-ai/app") as ws:
+        await ws.close(1000)
+        closed: Optional[int] = ws.close_code
+        frame: Union[bytes, str, None] = await ws.recv(decode=True)
+        del closed, frame
+
+
+def client_only() -> None:
+    server = Client(server_side=True)
+    conn = server.connect("fal-ai/app", on_result=print, client_only=True)
+    conn.send_msgpack(b"\x80")
+    dropped: int = conn.stats.inputs_dropped_client_only
+    del dropped
