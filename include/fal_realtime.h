@@ -367,16 +367,14 @@ typedef struct fal_rt_client_options {
     const char *key;
     /**
      * Host (and optional port) of the realtime endpoints. NULL: `FAL_RUN_HOST`
-     * or `fal.run`. `ws://host:port` given here is accepted only with
-     * `allow_insecure` (also for a loopback host: the contract of the first
-     * version); from `FAL_RUN_HOST`, a loopback host (`127.0.0.0/8`, `[::1]`,
-     * `localhost`) needs no flag, as in the Rust and Python doors.
+     * or `fal.run`. Plain `ws://host:port` needs `allow_insecure`, except for
+     * a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`): a token sent in
+     * clear there never leaves the machine. The same rule in every door.
      */
     const char *run_host;
     /**
      * REST base URL of the token endpoint. NULL: `FAL_REST_URL` or
-     * `https://rest.fal.ai`. `http://` given here only with `allow_insecure`;
-     * from `FAL_REST_URL`, a loopback host needs no flag.
+     * `https://rest.fal.ai`. Plain `http://` as for `run_host`.
      */
     const char *rest_url;
     /**

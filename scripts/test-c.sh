@@ -160,14 +160,19 @@ gcc "${CFLAGS[@]}" "${SAN[@]}" -Itests/c tests/c/test_ffi.c -o "$TMP/test_ffi_as
 gcc "${CFLAGS[@]}" "${SAN[@]}" bindings/c/examples/realtime_demo.c -o "$TMP/realtime_demo_asan" "${LINK[@]}"
 g++ "${CXXFLAGS[@]}" bindings/c/tests/test_cpp_errors.cpp -o "$TMP/test_cpp_errors" "${LINK[@]}"
 g++ "${CXXFLAGS[@]}" "${SAN[@]}" bindings/c/tests/test_cpp_errors.cpp -o "$TMP/test_cpp_errors_asan" "${LINK[@]}"
+gcc "${CFLAGS[@]}" tests/c/test_client_only.c -o "$TMP/test_client_only" "${LINK[@]}"
+gcc "${CFLAGS[@]}" "${SAN[@]}" tests/c/test_client_only.c -o "$TMP/test_client_only_asan" "${LINK[@]}"
 run_tests "C tests" "$TMP/test_ffi"
 run_tests "C tests under ASan/UBSan" "$TMP/test_ffi_asan"
+run_tests "C clientOnly tests" "$TMP/test_client_only"
+run_tests "C clientOnly tests under ASan/UBSan" "$TMP/test_client_only_asan"
 run_tests "C++ wrapper error tests" "$TMP/test_cpp_errors"
 run_tests "C++ wrapper error tests under ASan/UBSan" "$TMP/test_cpp_errors_asan"
 run_demo "C example under ASan/UBSan" 5 "done: 5 results, 0 errors, 5 frames sent" "$TMP/realtime_demo_asan" "$HOSTPORT" demo/echo 5
 VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
   --show-leak-kinds=definite --suppressions="$ROOT/tests/c/valgrind.supp")
 run_tests "C tests under valgrind" "${VALGRIND[@]}" "$TMP/test_ffi"
+run_tests "C clientOnly tests under valgrind" "${VALGRIND[@]}" "$TMP/test_client_only"
 run_tests "C++ wrapper error tests under valgrind" "${VALGRIND[@]}" "$TMP/test_cpp_errors"
 run_demo "C example under valgrind" 5 "done: 5 results, 0 errors, 5 frames sent" "${VALGRIND[@]}" "$TMP/realtime_demo" "$HOSTPORT" demo/echo 5
 

@@ -22,14 +22,12 @@ pub struct fal_rt_client_options {
     /// environment (`FAL_KEY`, or `FAL_KEY_ID` + `FAL_KEY_SECRET`), if set.
     pub key: *const c_char,
     /// Host (and optional port) of the realtime endpoints. NULL: `FAL_RUN_HOST`
-    /// or `fal.run`. `ws://host:port` given here is accepted only with
-    /// `allow_insecure` (also for a loopback host: the contract of the first
-    /// version); from `FAL_RUN_HOST`, a loopback host (`127.0.0.0/8`, `[::1]`,
-    /// `localhost`) needs no flag, as in the Rust and Python doors.
+    /// or `fal.run`. Plain `ws://host:port` needs `allow_insecure`, except for
+    /// a loopback host (`127.0.0.0/8`, `[::1]`, `localhost`): a token sent in
+    /// clear there never leaves the machine. The same rule in every door.
     pub run_host: *const c_char,
     /// REST base URL of the token endpoint. NULL: `FAL_REST_URL` or
-    /// `https://rest.fal.ai`. `http://` given here only with `allow_insecure`;
-    /// from `FAL_REST_URL`, a loopback host needs no flag.
+    /// `https://rest.fal.ai`. Plain `http://` as for `run_host`.
     pub rest_url: *const c_char,
     /// A PEM file of extra CA certificates trusted beside the system roots, or NULL.
     pub extra_ca_file: *const c_char,
@@ -129,11 +127,6 @@ pub unsafe extern "C" fn fal_rt_client_new(
             config.ping_interval = keepalive_ms(o.ping_interval_ms, config.ping_interval);
             config.ping_timeout = keepalive_ms(o.ping_timeout_ms, config.ping_timeout);
             config.server_side = o.server_side;
-            // Hosts given here keep the first version's rule: plain schemes
-            // need `allow_insecure`, loopback or not.
-            if !o.run_host.is_null() || !o.rest_url.is_null() {
-                config.allow_insecure_loopback = false;
-            }
         }
         let client = Client::new(config)?;
         put(out, Box::into_raw(Box::new(fal_rt_client { client })));
