@@ -119,8 +119,8 @@ void test_error_from_null() {
 void test_client_invalid_argument() {
     rt::ClientOptions o;
     o.key = "k";
-    o.run_host = "ws://127.0.0.1:1";  // plain ws:// needs allow_insecure
-    o.rest_url = "http://127.0.0.1:1";
+    o.run_host = "ws://emulator.invalid:1";  // plain ws:// off loopback needs allow_insecure
+    o.rest_url = "http://emulator.invalid:1";
     std::unique_ptr<rt::Error> e;
     CHECK(throws([&] { rt::Client c(o); }, e));
     CHECK(e->kind() == FAL_RT_INVALID_ARGUMENT);
