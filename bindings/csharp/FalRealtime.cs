@@ -592,6 +592,8 @@ namespace FalRealtime
             public uint open_timeout_ms;
             public ulong max_frame_size;
             public int token_retries, ping_interval_ms, ping_timeout_ms;
+            public uint reserved;
+            public byte server_side;
         }
 
         [StructLayout(LayoutKind.Sequential)]
@@ -604,6 +606,7 @@ namespace FalRealtime
             public byte header_auth;
             public uint token_expiration_ms;
             public IntPtr token_provider, encoder, decoder, callbacks_user_data, free_callbacks_user_data;
+            public byte client_only;
         }
 
         [StructLayout(LayoutKind.Sequential)]
