@@ -16,16 +16,10 @@ cargo build -q --release -p fal-realtime -p fal-realtime-emulator
 ln -sfn libfal_realtime.so target/release/libfal_realtime.so.0
 cargo test -q --test fault_matrix >/dev/null
 
-EMU_LOG=$(mktemp)
-"$ROOT/target/release/fal-realtime" serve --port 0 >"$EMU_LOG" 2>&1 &
-EMU_PID=$!
-trap 'kill $EMU_PID 2>/dev/null || true; rm -f "$EMU_LOG"' EXIT
-HOSTPORT=""
-for _ in $(seq 1 100); do
-  HOSTPORT="$(grep -o 'ws host 127\.0\.0\.1:[0-9]*' "$EMU_LOG" | head -1 | sed 's/ws host //')" || true
-  [ -n "$HOSTPORT" ] && break
-  sleep 0.1
-done
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/fal-rt-rel.XXXXXX")"
+source scripts/emulator.sh
+trap 'stop_emulators; rm -rf "$TMP"' EXIT
+start_emulator HOSTPORT plain
 gcc -std=c11 -O1 -g -Iinclude tests/c/test_ffi.c -o target/fault_matrix_c \
   -Ltarget/release -lfal_realtime -Wl,-rpath,"$ROOT/target/release" -lpthread
 FAL_RT_EMULATOR="$HOSTPORT" target/fault_matrix_c fault_matrix >/dev/null

@@ -9,9 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/fal-rt-cs.XXXXXX")"
-PIDS=()
+source scripts/emulator.sh
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+  stop_emulators
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -36,18 +36,9 @@ C
 gcc -std=c11 -Iinclude "$TMP/sizes.c" -o "$TMP/sizes"
 SIZES="$("$TMP/sizes")"
 
-start_emulator() { # name, extra args...
-  local name=$1
-  shift
-  "$LIBDIR/fal-realtime" serve --port 0 "$@" >"$TMP/$name.out" 2>&1 &
-  PIDS+=($!)
-  for _ in $(seq 1 100); do grep -q 'ws host' "$TMP/$name.out" 2>/dev/null && break; sleep 0.1; done
-  sed -n 's/.*ws host \([0-9.:]*\).*/\1/p' "$TMP/$name.out" | head -1
-}
-EMU="$(start_emulator plain)"
-EMU_TIMEOUT="$(start_emulator timeout --session-timeout 1)"
+EMU="" EMU_TIMEOUT=""
+start_emulator EMU plain && start_emulator EMU_TIMEOUT timeout --session-timeout 1 || true
 if [ -z "$EMU" ] || [ -z "$EMU_TIMEOUT" ]; then
-  cat "$TMP"/*.out
   echo "csharp: 0 passed, 1 failed"
   exit 1
 fi

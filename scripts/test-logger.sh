@@ -7,9 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/fal-rt-log.XXXXXX")"
-EMU_PID=""
+source scripts/emulator.sh
 cleanup() {
-  if [ -n "$EMU_PID" ]; then kill "$EMU_PID" 2>/dev/null || true; wait "$EMU_PID" 2>/dev/null || true; fi
+  stop_emulators
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -17,11 +17,7 @@ trap cleanup EXIT
 LIBDIR="$ROOT/target/release"
 gcc -std=c11 -Wall -Wextra -Werror -Iinclude -Itests/c tests/c/test_logger.c \
   -L"$LIBDIR" -Wl,-rpath,"$LIBDIR" -lfal_realtime -lpthread -o "$TMP/test_logger"
-"$LIBDIR/fal-realtime" serve --port 0 >"$TMP/emu.out" 2>&1 &
-EMU_PID=$!
-for _ in $(seq 1 100); do grep -q 'ws host' "$TMP/emu.out" 2>/dev/null && break; sleep 0.1; done
-HOSTPORT="$(sed -n 's/.*ws host \([0-9.:]*\).*/\1/p' "$TMP/emu.out" | head -1)"
-[ -n "$HOSTPORT" ] || { cat "$TMP/emu.out"; echo "logger: 0 passed, 1 failed"; exit 1; }
+start_emulator HOSTPORT plain || { echo "logger: 0 passed, 1 failed"; exit 1; }
 set +e
 FAL_RT_EMULATOR="$HOSTPORT" timeout 120 "$TMP/test_logger" | tee "$TMP/out"
 rc=${PIPESTATUS[0]}
