@@ -27,6 +27,8 @@ pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 16 << 20;
 /// Default limit of one incoming WebSocket message (tungstenite's default).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// Default size of each socket read: 16 KiB (see [`ClientConfig::read_buffer_size`]).
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 16 * 1024;
 
 /// A custom encoder: the msgpack encoding of an input → the frame to send
 /// (binary or text). Called on the sending thread.
@@ -68,9 +70,12 @@ pub struct ClientConfig {
     pub max_frame_size: Option<usize>,
     /// How many times a failed token request is retried (429/502/503/504 and transport errors).
     pub token_retries: u32,
-    /// Size of each socket's read buffer (tungstenite's default: 128 KiB). It is
-    /// the largest part of an idle connection's memory; 16 KiB suits hosts with
-    /// thousands of connections and small payloads.
+    /// Size of each socket read, in bytes. `None`: [`DEFAULT_READ_BUFFER_SIZE`]
+    /// (16 KiB). The buffer starts at this size and grows to hold a whole
+    /// frame when a larger one arrives; every read touches (zero-fills) this
+    /// many bytes, so it is both the bulk of an idle connection's memory and a
+    /// per-message cost. tungstenite's own default, 128 KiB, measured slower
+    /// for small messages and no faster for 256 KiB ones (bench/ANALYSIS.md).
     pub read_buffer_size: Option<usize>,
     /// Keepalive: send a WebSocket ping this often (default 20 s); `None` disables pings.
     pub ping_interval: Option<Duration>,

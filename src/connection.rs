@@ -555,7 +555,7 @@ impl Actor {
             let tok = match cached {
                 Some(t) if t.is_fresh() || !target.use_jwt => Some(t),
                 _ if target.use_jwt => {
-                    let t = fetch_token(&target).await?;
+                    let t = Box::pin(fetch_token(&target)).await?;
                     StatsCell::inc(&shared.stats.token_fetches);
                     Some(t)
                 }

@@ -54,8 +54,8 @@ pub use client::Client;
 pub use codec::{Frame, Message};
 pub use config::{
     ClientConfig, Decoder, Encoder, RealtimeOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_REST_URL, DEFAULT_RUN_HOST,
-    DEFAULT_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION,
+    DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
+    DEFAULT_REST_URL, DEFAULT_RUN_HOST, DEFAULT_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION,
 };
 pub use connection::{in_callback, ConnectionState, FnHandler, RealtimeConnection, RealtimeHandler};
 pub use error::{Error, ErrorKind, Result};

@@ -257,7 +257,10 @@ pub(crate) async fn open_target(
             Some(t) => t,
             None => {
                 fetched = true;
-                fetch_token(target).await?
+                // Boxed, here and below: the handshake futures are ~15 KiB,
+                // and inline they would stay in every connection's task for
+                // its whole life (see bench/ANALYSIS.md, idle memory).
+                Box::pin(fetch_token(target)).await?
             }
         };
         (Some(t), None)
@@ -282,6 +285,12 @@ pub(crate) async fn open_target(
         None
     };
     log::debug!("opening {}", endpoint::redact_url(&url));
-    let ws = transport::open_ws(&url, auth_header.as_deref(), tls, &inner.config).await?;
+    let ws = Box::pin(transport::open_ws(
+        &url,
+        auth_header.as_deref(),
+        tls,
+        &inner.config,
+    ))
+    .await?;
     Ok((ws, token, fetched))
 }

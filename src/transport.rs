@@ -241,9 +241,10 @@ pub(crate) async fn open_ws(
     if let Some(n) = config.max_frame_size {
         cfg = cfg.max_message_size(Some(n)).max_frame_size(Some(n));
     }
-    if let Some(n) = config.read_buffer_size {
-        cfg = cfg.read_buffer_size(n.max(1024));
-    }
+    let read = config
+        .read_buffer_size
+        .unwrap_or(crate::config::DEFAULT_READ_BUFFER_SIZE);
+    cfg = cfg.read_buffer_size(read.max(1024));
     let connector = match tls {
         Some(c) => tokio_tungstenite::Connector::Rustls(c),
         None => tokio_tungstenite::Connector::Plain,

@@ -408,8 +408,14 @@ async def run_fanout(a, data, name):
     """Fan-out, asyncio style: one task per connection, each sending every 1/rate s."""
     import asyncio
 
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:  # thousands of sockets
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     inp = make_input(a, data)
-    period = 1.0 / a.rate
+    idle_only = a.rate <= 0 or a.duration <= 0  # open, measure the idle memory, stop
+    period = 1.0 / a.rate if not idle_only else 0.0
     conns = []
     stack = []
 
@@ -464,7 +470,10 @@ async def run_fanout(a, data, name):
         return out
 
     phase = Phase()
-    results = await asyncio.gather(*(load(k, c) for k, c in enumerate(conns)), return_exceptions=True)
+    if idle_only:
+        results = []
+    else:
+        results = await asyncio.gather(*(load(k, c) for k, c in enumerate(conns)), return_exceptions=True)
     wall, cpu = phase.end()
     samples = []
     for r in results:

@@ -259,8 +259,13 @@ impl Opts {
     /// The WebSocket config of the bare clients: tungstenite's defaults, or
     /// `--ws-read-buffer BYTES` (to measure what the read buffer costs per connection).
     pub fn ws_config(&self) -> Option<tokio_tungstenite::tungstenite::protocol::WebSocketConfig> {
-        let n: usize = self.extra("ws-read-buffer")?.parse().ok()?;
+        let n = self.read_buffer_size()?;
         Some(tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(n))
+    }
+
+    /// `--ws-read-buffer BYTES`, for our clients too (`ClientConfig::read_buffer_size`).
+    pub fn read_buffer_size(&self) -> Option<usize> {
+        self.extra("ws-read-buffer")?.parse().ok()
     }
 
     /// A binary specific option.

@@ -515,7 +515,11 @@ fn upgrade(
 }
 
 fn ws_config() -> WebSocketConfig {
+    // 16 KiB reads, as the client's default: tungstenite's 128 KiB is touched
+    // on every read, so thousands of idle sessions (bench fan-out) would cost
+    // 128 KiB each here.
     WebSocketConfig::default()
+        .read_buffer_size(16 * 1024)
         .max_message_size(Some(64 << 20))
         .max_frame_size(Some(16 << 20))
 }

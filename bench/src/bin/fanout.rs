@@ -5,6 +5,8 @@
 //! Reports round-trip latency (send → its result), CPU seconds per 1,000
 //! messages over the load phase, and RSS per idle connection: (RSS with all
 //! connections open and idle − RSS with one open) / (conns − 1).
+//! `--rate 0` only opens the connections and measures the idle memory (the
+//! 10,000-connection run); the soft fd limit is raised to the hard one.
 //!
 //! * `bare`: one tokio-tungstenite task per connection (tokio multi-thread
 //!   runtime, one worker per CPU the process may use).
@@ -41,6 +43,10 @@ fn client(o: &Opts) -> Result<Client, String> {
         }
     } else {
         ClientConfig::local(&o.host, &o.key)
+    };
+    let cfg = ClientConfig {
+        read_buffer_size: o.read_buffer_size(),
+        ..cfg
     };
     Client::new(cfg).map_err(|e| e.to_string())
 }
@@ -231,6 +237,20 @@ async fn run_async(o: Opts, style: &str) -> Result<Report, String> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss_idle = rss_kib();
 
+    if idle_only(&o) {
+        fanout_report(
+            &mut report,
+            &o,
+            &Samples::default(),
+            0.0,
+            0.0,
+            rss_one,
+            rss_idle,
+            open_s,
+            0,
+        );
+        return Ok(report);
+    }
     let period = Duration::from_secs_f64(1.0 / o.rate);
     let t0 = tokio::time::Instant::now() + Duration::from_millis(200);
     let end = t0 + Duration::from_secs_f64(o.duration);
@@ -390,6 +410,25 @@ fn run_callback(o: Opts) -> Result<Report, String> {
     std::thread::sleep(Duration::from_secs(2));
     let rss_idle = rss_kib();
 
+    if idle_only(&o) {
+        fal_realtime::runtime::shared().block_on(async {
+            for c in &conns {
+                c.shutdown_nowait();
+            }
+        });
+        fanout_report(
+            &mut report,
+            &o,
+            &Samples::default(),
+            0.0,
+            0.0,
+            rss_one,
+            rss_idle,
+            open_s,
+            0,
+        );
+        return Ok(report);
+    }
     // Load: one application thread, 1 ms ticks; connection i sends in the
     // ticks where (tick % ticks_per_period) == i % ticks_per_period.
     let tick = Duration::from_millis(1);
@@ -451,7 +490,30 @@ fn run_callback(o: Opts) -> Result<Report, String> {
     Ok(report)
 }
 
+/// `--rate 0` or `--duration 0`: open every connection, measure the idle
+/// memory, and stop (the 10,000-connection run).
+fn idle_only(o: &Opts) -> bool {
+    o.rate <= 0.0 || o.duration <= 0.0
+}
+
+/// Thousands of sockets need more descriptors than the usual soft limit:
+/// raise it to the hard limit.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid, owned struct.
+    unsafe {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
+
 fn main() {
+    raise_fd_limit();
     let o = Opts::from_args();
     let style = if o.style.is_empty() {
         "callback".to_string()

@@ -32,6 +32,10 @@ fn client(o: &Opts) -> Result<Client, String> {
     } else {
         ClientConfig::local(&o.host, &o.key)
     };
+    let cfg = ClientConfig {
+        read_buffer_size: o.read_buffer_size(),
+        ..cfg
+    };
     Client::new(cfg).map_err(|e| e.to_string())
 }
 
