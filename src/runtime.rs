@@ -147,7 +147,9 @@ fn build() -> Runtime {
         .filter(|n| (1..=64).contains(n))
         .unwrap_or(DEFAULT_WORKER_THREADS);
     let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(threads).thread_name("fal-realtime-worker").enable_all();
+    b.worker_threads(threads)
+        .thread_name("fal-realtime-worker")
+        .enable_all();
     with_hooks(b)
         .build()
         .expect("fal-realtime: could not start the shared tokio runtime")

@@ -121,14 +121,12 @@ pub unsafe extern "C" fn fal_rt_session_connect(
 fn session_runtime() -> FfiResult<tokio::runtime::Runtime> {
     let mut b = tokio::runtime::Builder::new_current_thread();
     b.enable_all();
-    crate::runtime::with_hooks(b)
-        .build()
-        .map_err(|e| {
-            Failure::new(
-                FAL_RT_INTERNAL,
-                &format!("could not start the session's event loop: {e}"),
-            )
-        })
+    crate::runtime::with_hooks(b).build().map_err(|e| {
+        Failure::new(
+            FAL_RT_INTERNAL,
+            &format!("could not start the session's event loop: {e}"),
+        )
+    })
 }
 
 impl fal_rt_session {

@@ -73,7 +73,9 @@ pub unsafe extern "C" fn fal_rt_set_thread_hooks(
 /// library runs and none will until the next client.
 #[no_mangle]
 pub extern "C" fn fal_rt_thread_count() -> u32 {
-    boundary_value(0, || u32::try_from(crate::runtime::live_threads()).unwrap_or(u32::MAX))
+    boundary_value(0, || {
+        u32::try_from(crate::runtime::live_threads()).unwrap_or(u32::MAX)
+    })
 }
 
 pub(crate) struct CancelState {

@@ -227,7 +227,8 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
                 token_provider: o.token_provider.clone(),
                 token_expiration: o.token_expiration,
             };
-            Ok(block_on(opts.cancellable(client.client.ws_connect(app, wopts)))?.ok_or_else(interrupted)??)
+            Ok(block_on(opts.cancellable(client.client.ws_connect(app, wopts)))?
+                .ok_or_else(interrupted)??)
         };
         let ws = match connect() {
             Ok(ws) => ws,
