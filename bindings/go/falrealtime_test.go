@@ -535,3 +535,39 @@ func TestWS(t *testing.T) {
 		t.Fatalf("got %v (close code %d), want closed 4002", err, ctl.CloseCode())
 	}
 }
+
+func TestTokenProvider(t *testing.T) {
+	c := emulator(t, "FAL_RT_EMULATOR")
+	ctx := ctxT(t)
+	var calls atomic.Int32
+	var gotApp atomic.Value
+	provider := func(app string) (string, error) {
+		calls.Add(1)
+		gotApp.Store(app)
+		return "not-a-real-token", nil
+	}
+	// The emulator opens with any token and answers the first input Unauthorized.
+	s, err := OpenSession(ctx, c, "demo/echo", &ConnectOptions{TokenProvider: provider})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if calls.Load() != 1 || !strings.Contains(gotApp.Load().(string), "echo") {
+		t.Fatalf("provider calls %d, app %v", calls.Load(), gotApp.Load())
+	}
+	if err := s.Send(input{N: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var fe *Error
+	if _, err := s.Recv(ctx); !errors.As(err, &fe) || fe.Kind != KindAuth {
+		t.Fatalf("got %v, want auth", err)
+	}
+	// A failing provider fails the connect.
+	failing := func(string) (string, error) { return "", errors.New("no token for you") }
+	if _, err := OpenSession(ctx, c, "demo/echo", &ConnectOptions{TokenProvider: failing}); !errors.As(err, &fe) || fe.Kind != KindTokenProvider {
+		t.Fatalf("got %v, want token provider error", err)
+	}
+	if _, err := DialWS(ctx, c, "demo/echo", &ConnectOptions{Path: "/raw", TokenProvider: failing}); !errors.As(err, &fe) || fe.Kind != KindTokenProvider {
+		t.Fatalf("ws: got %v, want token provider error", err)
+	}
+}

@@ -78,6 +78,7 @@ func OpenSession(ctx context.Context, client *Client, app string, opts *ConnectO
 	defer C.free(unsafe.Pointer(capp))
 	var out *C.fal_rt_session
 	var cerr *C.fal_rt_error
+	opts.attach(&co)
 	rc := connectCancellable(ctx, &co, func() C.int32_t {
 		return C.int32_t(C.fal_rt_session_connect(client.ptr, capp, &co, &out, &cerr))
 	})

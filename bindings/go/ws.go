@@ -48,6 +48,7 @@ func DialWS(ctx context.Context, client *Client, app string, opts *ConnectOption
 	defer C.free(unsafe.Pointer(capp))
 	var out *C.fal_rt_ws
 	var cerr *C.fal_rt_error
+	opts.attach(&co)
 	rc := connectCancellable(ctx, &co, func() C.int32_t {
 		return C.int32_t(C.fal_rt_ws_connect(client.ptr, capp, &co, nil, &out, &cerr))
 	})
