@@ -146,6 +146,12 @@ namespace FalRealtime
         public int MaxBuffering;
         public bool HeaderAuth;
         public uint TokenExpirationMs;
+        /// <summary>
+        /// Replaces the token endpoint: returns a token for the app (the normalised
+        /// "{id}{path}"); null or an exception fails the connect or refresh
+        /// (ErrorKind.TokenProvider). Runs on a library thread; it may block.
+        /// </summary>
+        public Func<string, string> TokenProvider;
     }
 
     internal sealed class ClientHandle : SafeHandle
@@ -276,7 +282,46 @@ namespace FalRealtime
             co.max_buffering = o.MaxBuffering;
             co.header_auth = (byte)(o.HeaderAuth ? 1 : 0);
             co.token_expiration_ms = o.TokenExpirationMs;
+            if (o.TokenProvider != null)
+            {
+                // Owned by the library from the connect call on: OnFreeCallbacks releases it.
+                GCHandle gch = GCHandle.Alloc(o.TokenProvider);
+                Interlocked.Increment(ref Interop.liveHandles);
+                co.token_provider = TokenCallbacks.OnTokenPtr;
+                co.callbacks_user_data = GCHandle.ToIntPtr(gch);
+                co.free_callbacks_user_data = TokenCallbacks.OnFreePtr;
+            }
             return co;
+        }
+
+        static class TokenCallbacks
+        {
+            static readonly Native.TokenFn onToken = OnToken;
+            static readonly Native.FreeFn onFree = OnFree;
+            public static readonly IntPtr OnTokenPtr = Marshal.GetFunctionPointerForDelegate(onToken);
+            public static readonly IntPtr OnFreePtr = Marshal.GetFunctionPointerForDelegate(onFree);
+
+            [MonoPInvokeCallback(typeof(Native.TokenFn))]
+            static int OnToken(IntPtr ud, IntPtr app, IntPtr buf)
+            {
+                Threads.Attached();
+                try
+                {
+                    var f = (Func<string, string>)GCHandle.FromIntPtr(ud).Target;
+                    string tok = f(Native.Str(app));
+                    if (string.IsNullOrEmpty(tok)) return 1;
+                    byte[] b = Encoding.UTF8.GetBytes(tok);
+                    return Native.fal_rt_buffer_append(buf, b, (UIntPtr)b.Length) == 0 ? 0 : 1;
+                }
+                catch (Exception) { return 1; }
+            }
+
+            [MonoPInvokeCallback(typeof(Native.FreeFn))]
+            static void OnFree(IntPtr ud)
+            {
+                GCHandle.FromIntPtr(ud).Free();
+                Interlocked.Decrement(ref Interop.liveHandles);
+            }
         }
     }
 
@@ -875,6 +920,7 @@ namespace FalRealtime
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void FreeFn(IntPtr ud);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void LogFn(IntPtr ud, int level, IntPtr target, IntPtr message);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void ThreadFn(IntPtr ud);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate int TokenFn(IntPtr ud, IntPtr app, IntPtr buf);
 
         public const int TimeoutExpired = 104, End = 105, Interrupted = 109;
 
@@ -974,6 +1020,7 @@ namespace FalRealtime
         [DllImport(Lib)] public static extern IntPtr fal_rt_frame_data(IntPtr f, out UIntPtr len);
         [DllImport(Lib)] [return: MarshalAs(UnmanagedType.U1)] public static extern bool fal_rt_frame_is_text(IntPtr f);
         [DllImport(Lib)] public static extern void fal_rt_frame_free(IntPtr f);
+        [DllImport(Lib)] public static extern int fal_rt_buffer_append(IntPtr buf, byte[] data, UIntPtr len);
 
         /// <summary>sizeof of the native structs as this binding lays them out (checked by the tests).</summary>
         public static int[] StructSizes()

@@ -418,6 +418,33 @@ static class Tests
         }
     }
 
+    static void TokenProvider()
+    {
+        using (var client = NewClient("FAL_RT_EMULATOR"))
+        {
+            int calls = 0;
+            string app = null;
+            var o = new ConnectOptions { TokenProvider = a => { Interlocked.Increment(ref calls); app = a; return "not-a-real-token"; } };
+            // The emulator opens with any token and answers the first input Unauthorized.
+            using (var s = new Session(client, "demo/echo", o))
+            {
+                Check(Volatile.Read(ref calls) == 1 && app != null && app.Contains("echo"), "provider called for " + app);
+                s.SendJson("{\"n\":1}");
+                FalRealtimeException e = null;
+                try { s.Receive(Wait); } catch (FalRealtimeException ex) { e = ex; }
+                Check(e != null && e.Kind == ErrorKind.Auth, "auth: " + e);
+            }
+            var failing = new ConnectOptions { Path = "/raw", TokenProvider = a => { throw new InvalidOperationException("no"); } };
+            FalRealtimeException f = null;
+            try { new WebSocket(client, "demo/echo", failing).Dispose(); } catch (FalRealtimeException ex) { f = ex; }
+            Check(f != null && f.Kind == ErrorKind.TokenProvider, "failing provider: " + f);
+            f = null;
+            try { new Session(client, "demo/echo", new ConnectOptions { TokenProvider = a => null }).Dispose(); }
+            catch (FalRealtimeException ex) { f = ex; }
+            Check(f != null && f.Kind == ErrorKind.TokenProvider, "null token: " + f);
+        }
+    }
+
     /// <summary>Last: everything is disposed, so every GCHandle was released and the library's threads ended.</summary>
     static void NothingLeft()
     {
@@ -447,6 +474,7 @@ static class Tests
         Run("session_receive_async_cancel", SessionReceiveAsyncCancel);
         Run("connect_cancelled", ConnectCancelled);
         Run("raw_websocket", RawWebSocket);
+        Run("token_provider", TokenProvider);
         Run("nothing_left", NothingLeft);
         Console.WriteLine("csharp: " + passed + " passed, " + failed + " failed");
         // Main returns and Mono exits normally: the library's threads ended when
