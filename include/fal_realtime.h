@@ -301,9 +301,9 @@ typedef struct fal_rt_buffer fal_rt_buffer;
  * stays cancelled: a later connect with it returns `FAL_RT_INTERRUPTED`
  * at once. One token may serve several calls at a time.
  *
- * Thread-safe: `cancel` may be called from any thread (also inside
- * callbacks; it never blocks) while connects use it. `fal_rt_cancel_token_free`
- * must not race with other uses.
+ * Thread-safe: `fal_rt_cancel_token_cancel` may be called from any thread
+ * (also inside callbacks; it never blocks) while connects use it.
+ * `fal_rt_cancel_token_free` must not race with other uses.
  */
 typedef struct fal_rt_cancel_token fal_rt_cancel_token;
 
@@ -1341,8 +1341,8 @@ fal_rt_result fal_rt_cancel_token_cancel(const struct fal_rt_cancel_token *token
 bool fal_rt_cancel_token_is_cancelled(const struct fal_rt_cancel_token *token);
 
 /**
- * Free a cancel token. Accepts NULL. Connects still using it keep what
- * they need, but can no longer be cancelled.
+ * Free a cancel token. Accepts NULL. Free it after the connects that use
+ * it returned, and not while another thread cancels it.
  *
  * # Safety
  * `token` is NULL or a token not freed before, not in use by another thread.

@@ -106,9 +106,9 @@ impl CancelState {
 /// stays cancelled: a later connect with it returns `FAL_RT_INTERRUPTED`
 /// at once. One token may serve several calls at a time.
 ///
-/// Thread-safe: `cancel` may be called from any thread (also inside
-/// callbacks; it never blocks) while connects use it. `fal_rt_cancel_token_free`
-/// must not race with other uses.
+/// Thread-safe: `fal_rt_cancel_token_cancel` may be called from any thread
+/// (also inside callbacks; it never blocks) while connects use it.
+/// `fal_rt_cancel_token_free` must not race with other uses.
 pub struct fal_rt_cancel_token {
     pub(crate) state: Arc<CancelState>,
 }
@@ -160,8 +160,8 @@ pub unsafe extern "C" fn fal_rt_cancel_token_is_cancelled(token: *const fal_rt_c
     })
 }
 
-/// Free a cancel token. Accepts NULL. Connects still using it keep what
-/// they need, but can no longer be cancelled.
+/// Free a cancel token. Accepts NULL. Free it after the connects that use
+/// it returned, and not while another thread cancels it.
 ///
 /// # Safety
 /// `token` is NULL or a token not freed before, not in use by another thread.
