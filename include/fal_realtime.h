@@ -731,8 +731,8 @@ typedef struct fal_rt_stats {
 
 /**
  * A thread hook: called with `user_data` on a thread of the library (see
- * `fal_rt_set_thread_hooks`). It may call functions of this library that do
- * not block (blocking ones return `FAL_RT_WOULD_BLOCK_IN_RUNTIME` there).
+ * `fal_rt_set_thread_hooks`). Keep it short and do not call blocking
+ * functions of this library from it.
  */
 typedef void (*fal_rt_thread_fn)(void *user_data);
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// A thread hook: called with `user_data` on a thread of the library (see
-/// `fal_rt_set_thread_hooks`). It may call functions of this library that do
-/// not block (blocking ones return `FAL_RT_WOULD_BLOCK_IN_RUNTIME` there).
+/// `fal_rt_set_thread_hooks`). Keep it short and do not call blocking
+/// functions of this library from it.
 pub type fal_rt_thread_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Set the process-wide thread hooks: `on_start` (or NULL) runs first on
