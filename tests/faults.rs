@@ -35,7 +35,10 @@ fn tcp_state(fd: std::os::fd::RawFd) -> Option<String> {
         |field: Option<&&str>| -> Option<u16> { u16::from_str_radix(field?.rsplit(':').next()?, 16).ok() };
     table.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let same_remote = remote.is_none_or(|r| port_of(f.get(2)) == Some(r));
+        let same_remote = match remote {
+            Some(r) => port_of(f.get(2)) == Some(r),
+            None => true,
+        };
         (port_of(f.get(1)) == Some(local) && same_remote).then(|| f.get(3).map(|s| s.to_string()))?
     })
 }
