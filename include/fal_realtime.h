@@ -19,7 +19,7 @@
  * - Fallible calls return a fal_rt_result code (stable numbers). Out-params are
  *   written only on success. The optional last parameter `out_error` (may be
  *   NULL) is written only on failure, with an error you free with
- *   fal_rt_error_free (not for FAL_RT_TIMEOUT_EXPIRED / FAL_RT_END).
+ *   fal_rt_error_free (not for FAL_RT_TIMEOUT_EXPIRED / FAL_RT_END / FAL_RT_INTERRUPTED).
  * - Every pointer argument is NULL-checked (FAL_RT_NULL_ARGUMENT); strings are
  *   NUL-terminated UTF-8 (FAL_RT_INVALID_UTF8). No panic crosses the boundary
  *   (FAL_RT_PANIC).
@@ -30,7 +30,13 @@
  *   worker threads ("fal-realtime-worker"), never concurrently for one
  *   connection; token providers run on its blocking-pool threads; encoders on
  *   the sending thread. Callbacks receive user_data first and borrow their
- *   pointer arguments for the duration of the call.
+ *   pointer arguments for the duration of the call. Hosts that must attach
+ *   foreign threads (Mono, .NET, JNI) set fal_rt_set_thread_hooks first. The
+ *   library's threads end when everything is freed (fal_rt_thread_count()
+ *   is then 0), so a host can exit or unload it.
+ * - Waits can be cut short from another thread: fal_rt_session_interrupt /
+ *   fal_rt_ws_interrupt wake a recv, a fal_rt_cancel_token cancels a
+ *   blocking connect (FAL_RT_INTERRUPTED, not an error).
  * - From inside a callback you may call send and close (they never block), and
  *   free (deferred: no new callback starts, the user_data finalizer runs when
  *   the running callback returns). A handle freed inside a callback stays
@@ -177,6 +183,19 @@ enum fal_rt_result
      */
     FAL_RT_WRONG_MODE = 107,
     /**
+     * Something process-wide was set already: another `log` logger owns the
+     * process (`fal_rt_set_logger`), or thread hooks cannot change while the
+     * library's threads run (`fal_rt_set_thread_hooks`). Nothing changed.
+     */
+    FAL_RT_ALREADY_SET = 108,
+    /**
+     * The call was interrupted: `fal_rt_session_interrupt` / `fal_rt_ws_interrupt`
+     * woke a `recv` (the session or socket goes on), or the
+     * `fal_rt_cancel_token` of a connect was cancelled (nothing was connected).
+     * Not an error: no `out_error` is written.
+     */
+    FAL_RT_INTERRUPTED = 109,
+    /**
      * A panic was caught at the boundary (a bug in this library). The object may be unusable.
      */
     FAL_RT_PANIC = 199,
@@ -272,6 +291,21 @@ typedef int32_t fal_rt_state;
  * `fal_rt_buffer_set_text`). Never keep it after the callback returns.
  */
 typedef struct fal_rt_buffer fal_rt_buffer;
+
+/**
+ * A cancel token for blocking connect calls (`fal_rt_session_connect`,
+ * `fal_rt_ws_connect`): put it in `fal_rt_connect_options.cancel`, and
+ * `fal_rt_cancel_token_cancel` from another thread makes the connect
+ * return `FAL_RT_INTERRUPTED` at once (nothing is connected; the
+ * options' finalizers run as for any failed connect). Once cancelled it
+ * stays cancelled: a later connect with it returns `FAL_RT_INTERRUPTED`
+ * at once. One token may serve several calls at a time.
+ *
+ * Thread-safe: `fal_rt_cancel_token_cancel` may be called from any thread
+ * (also inside callbacks; it never blocks) while connects use it.
+ * `fal_rt_cancel_token_free` must not race with other uses.
+ */
+typedef struct fal_rt_cancel_token fal_rt_cancel_token;
 
 /**
  * A client: configuration, TLS roots and the registry of keyed connections.
@@ -571,6 +605,13 @@ typedef struct fal_rt_connect_options {
      * no effect; sessions and raw WebSockets ignore it. Default false.
      */
     bool client_only;
+    /**
+     * Sessions and raw WebSockets: a cancel token (see `fal_rt_cancel_token`)
+     * that interrupts the blocking connect call (`FAL_RT_INTERRUPTED`), or
+     * NULL. Borrowed for the call: keep it until the connect returns.
+     * Realtime connections (which do not block) ignore it.
+     */
+    const struct fal_rt_cancel_token *cancel;
 } fal_rt_connect_options;
 
 /**
@@ -689,6 +730,13 @@ typedef struct fal_rt_stats {
 } fal_rt_stats;
 
 /**
+ * A thread hook: called with `user_data` on a thread of the library (see
+ * `fal_rt_set_thread_hooks`). Keep it short and do not call blocking
+ * functions of this library from it.
+ */
+typedef void (*fal_rt_thread_fn)(void *user_data);
+
+/**
  * The callbacks of a raw WebSocket. NULL callbacks are skipped.
  *
  * Threads: every callback runs on a runtime worker thread, never
@@ -755,9 +803,10 @@ const char *fal_rt_result_name(int32_t code);
  * `FAL_RT_INVALID_ARGUMENT` .. `FAL_RT_INTERNAL` (1-14, one per error kind of
  * the Rust core), `FAL_RT_NULL_ARGUMENT`, `FAL_RT_INVALID_UTF8`,
  * `FAL_RT_WOULD_BLOCK_IN_CALLBACK`, `FAL_RT_WOULD_BLOCK_IN_RUNTIME`,
- * `FAL_RT_BAD_STRUCT_SIZE`, `FAL_RT_WRONG_MODE` (100-103, 106, 107) or
- * `FAL_RT_PANIC` (199). Never `FAL_RT_OK`, `FAL_RT_TIMEOUT_EXPIRED` or
- * `FAL_RT_END` (those carry no error). `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
+ * `FAL_RT_BAD_STRUCT_SIZE`, `FAL_RT_WRONG_MODE`, `FAL_RT_ALREADY_SET`
+ * (100-103, 106-108) or `FAL_RT_PANIC` (199). Never `FAL_RT_OK`,
+ * `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` or `FAL_RT_INTERRUPTED` (those
+ * carry no error). `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
  *
  * # Safety
  * `error` is NULL or a valid error.
@@ -940,7 +989,9 @@ fal_rt_result fal_rt_client_new(const struct fal_rt_client_options *options,
                                 struct fal_rt_error **out_error);
 
 /**
- * Free a client. Accepts NULL. Connections made from it stay usable.
+ * Free a client. Accepts NULL. Connections made from it stay usable. When
+ * it is the last object of the library (see `fal_rt_set_thread_hooks`), the
+ * library's threads end before this returns.
  *
  * # Safety
  * `client` is NULL or a client not freed before, not in use by another thread.
@@ -964,7 +1015,7 @@ void fal_rt_client_free(struct fal_rt_client *client);
  * (ignored when `callback` is NULL).
  *
  * Returns `FAL_RT_OK`; `FAL_RT_WOULD_BLOCK_IN_CALLBACK` when called from
- * inside the log callback itself (nothing changes); `FAL_RT_WRONG_MODE` when
+ * inside the log callback itself (nothing changes); `FAL_RT_ALREADY_SET` when
  * another `log` logger is already installed in this process (e.g. the Python binding's
  * `pyo3-log`, or a Rust host's `env_logger` when the library is linked
  * statically into a Rust program): the records go to that logger, and
@@ -1102,6 +1153,8 @@ void fal_rt_realtime_free_nowait(struct fal_rt_realtime *conn);
  * `FAL_RT_CREDENTIALS`, `FAL_RT_AUTH`, `FAL_RT_HTTP`, `FAL_RT_TOKEN_PROVIDER`,
  * `FAL_RT_CONNECT`, `FAL_RT_TLS`, `FAL_RT_TIMEOUT`, `FAL_RT_WOULD_BLOCK_*`.
  *
+ * `FAL_RT_INTERRUPTED` (no `out_error`) when `options->cancel` was cancelled.
+ *
  * Ownership of `options->callbacks_user_data` passes to the library as soon
  * as this is called; its finalizer runs exactly once, also on failure (then
  * before this returns).
@@ -1156,7 +1209,11 @@ fal_rt_result fal_rt_session_send_json(const struct fal_rt_session *session,
  *   `*out_error`. After `FAL_RT_SERVER` and `FAL_RT_DECODE` the session may
  *   still deliver results; after the others it has ended.
  *
- * `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
+ * * `FAL_RT_INTERRUPTED`: `fal_rt_session_interrupt` was called while it
+ *   waited, or before it (once per interrupt); the session goes on.
+ *
+ * `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` and
+ * `FAL_RT_INTERRUPTED`.
  *
  * # Safety
  * `session` is NULL or valid; `out_message` and `out_error` are NULL or writable.
@@ -1165,6 +1222,21 @@ fal_rt_result fal_rt_session_recv(const struct fal_rt_session *session,
                                   int32_t timeout_ms,
                                   struct fal_rt_message **out_message,
                                   struct fal_rt_error **out_error);
+
+/**
+ * Wake a `fal_rt_session_recv` waiting on this session from any thread: it
+ * returns `FAL_RT_INTERRUPTED` and the session goes on (nothing is lost).
+ * When no `recv` waits, the next one returns `FAL_RT_INTERRUPTED` at once
+ * (interrupts do not add up: one is kept). Never blocks, so it may be called
+ * from any thread, also inside callbacks and concurrently with the other
+ * calls on the session (not with `fal_rt_session_free`). For hosts that
+ * cancel a wait (Go's `context`, .NET's `CancellationToken`) without
+ * polling with short timeouts.
+ *
+ * # Safety
+ * `session` is NULL or valid.
+ */
+fal_rt_result fal_rt_session_interrupt(const struct fal_rt_session *session);
 
 /**
  * Close the session with code 1000 (blocks until the close frame is
@@ -1200,6 +1272,84 @@ fal_rt_result fal_rt_session_stats(const struct fal_rt_session *session,
 void fal_rt_session_free(struct fal_rt_session *session);
 
 /**
+ * Set the process-wide thread hooks: `on_start` (or NULL) runs first on
+ * every thread the library starts, before it runs any callback of yours,
+ * and `on_stop` (or NULL) runs last on it, after its last callback, before
+ * it exits. That is every thread that can call you: the runtime's worker
+ * threads (`fal-realtime-worker`) and blocking-pool threads (token
+ * providers), the blocking-pool threads of sessions, and the helper threads
+ * that close and stop things in the background. Your own threads inside a
+ * library call (sessions' `recv`, encoders) are not hooked. Hosts whose
+ * managed runtime must attach foreign threads attach in `on_start` and
+ * detach in `on_stop` (Mono's `mono_thread_attach` / `mono_thread_detach`,
+ * JNI's `AttachCurrentThread` / `DetachCurrentThread`).
+ *
+ * Call it before the first client (or when `fal_rt_thread_count()` is 0):
+ * while threads of the library run it returns `FAL_RT_ALREADY_SET` and
+ * nothing changes, so that every thread stops with the hooks it started
+ * with. NULL for both removes the hooks. `user_data` must be usable from any
+ * thread until the hooks are replaced.
+ *
+ * The library's threads end when the last client, realtime connection and
+ * socket are freed and every session is freed (a free made outside
+ * callbacks returns after they ended, `on_stop` included, waiting at most
+ * 5 s for a blocked token provider; one made inside a callback lets them
+ * end right after); the next client starts them again, calling `on_start`.
+ * So a host can exit or unload the library once it freed everything.
+ * (Rust and Python users of the same process keep the runtime for the
+ * process's life.)
+ *
+ * # Safety
+ * `on_start` and `on_stop` are NULL or functions callable from any thread;
+ * `user_data` is valid for them.
+ */
+fal_rt_result fal_rt_set_thread_hooks(fal_rt_thread_fn on_start,
+                                      fal_rt_thread_fn on_stop,
+                                      void *user_data);
+
+/**
+ * The number of the library's threads running now (started and not yet
+ * stopped; see `fal_rt_set_thread_hooks`). 0 before the first client and
+ * after everything was freed (outside callbacks): then no thread of the
+ * library runs and none will until the next client.
+ */
+uint32_t fal_rt_thread_count(void);
+
+/**
+ * Create a cancel token (not cancelled) at `*out`; free it with `fal_rt_cancel_token_free`.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+fal_rt_result fal_rt_cancel_token_new(struct fal_rt_cancel_token **out);
+
+/**
+ * Cancel: every connect using the token returns `FAL_RT_INTERRUPTED` (those
+ * that already connected are not affected). Idempotent; never blocks.
+ *
+ * # Safety
+ * `token` is NULL or valid.
+ */
+fal_rt_result fal_rt_cancel_token_cancel(const struct fal_rt_cancel_token *token);
+
+/**
+ * Whether the token was cancelled (false for NULL).
+ *
+ * # Safety
+ * `token` is NULL or valid.
+ */
+bool fal_rt_cancel_token_is_cancelled(const struct fal_rt_cancel_token *token);
+
+/**
+ * Free a cancel token. Accepts NULL. Free it after the connects that use
+ * it returned, and not while another thread cancels it.
+ *
+ * # Safety
+ * `token` is NULL or a token not freed before, not in use by another thread.
+ */
+void fal_rt_cancel_token_free(struct fal_rt_cancel_token *token);
+
+/**
  * Open a raw WebSocket to `app` with the same URL and auth rules as realtime
  * connections (default path: none, i.e. `/{app}`; set `options->path`). Blocks
  * until the socket is open or the open timeout expires.
@@ -1209,6 +1359,8 @@ void fal_rt_session_free(struct fal_rt_session *session);
  * your user_data). With `handler` NULL, read frames with `fal_rt_ws_recv`.
  * `options` may be NULL; only `path`, `max_buffering`, `header_auth`,
  * `token_provider` and `token_expiration_ms` apply.
+ *
+ * `FAL_RT_INTERRUPTED` (no `out_error`) when `options->cancel` was cancelled.
  *
  * Ownership of `handler->user_data` and `options->callbacks_user_data` passes
  * to the library as soon as this is called; their finalizers run exactly
@@ -1252,12 +1404,74 @@ fal_rt_result fal_rt_ws_send_binary(const struct fal_rt_ws *ws,
 /**
  * Close the socket with code 1000 (outside callbacks: blocks until the close
  * frame is written; inside: queued). The server's reply ends the socket:
- * `on_close(1000)`, or `FAL_RT_END` from `fal_rt_ws_recv`.
+ * `on_close(1000)`, or `FAL_RT_END` from `fal_rt_ws_recv`. As
+ * `fal_rt_ws_close_with(ws, 1000, NULL, 0, out_error)`.
  *
  * # Safety
  * `ws` is NULL or valid; `out_error` is NULL or writable.
  */
 fal_rt_result fal_rt_ws_close(const struct fal_rt_ws *ws, struct fal_rt_error **out_error);
+
+/**
+ * Close the socket with `code` and a reason of `reason_len` bytes at
+ * `reason` (UTF-8, not NUL-terminated; NULL only with `reason_len` 0).
+ * `code` must be one a peer may send (RFC 6455 §7.4): 1000-1003, 1007-1014
+ * or 3000-4999, and the reason at most 123 bytes (it must fit in a control
+ * frame): else `FAL_RT_INVALID_ARGUMENT` and nothing is sent;
+ * `FAL_RT_INVALID_UTF8` for a reason that is not UTF-8. Only the first
+ * close frame goes out; later sends fail with `FAL_RT_CLOSED`. Outside
+ * callbacks it blocks until the close frame is written; inside them it is
+ * queued after the frames sent before it. The server's reply ends the
+ * socket (`on_close` with the reply's code, or `FAL_RT_END` from
+ * `fal_rt_ws_recv`); then `fal_rt_ws_close_code` / `fal_rt_ws_close_reason`
+ * tell how it ended.
+ *
+ * # Safety
+ * `ws` is NULL or valid; `reason` points to `reason_len` readable bytes;
+ * `out_error` is NULL or writable.
+ */
+fal_rt_result fal_rt_ws_close_with(const struct fal_rt_ws *ws,
+                                   uint16_t code,
+                                   const uint8_t *reason,
+                                   size_t reason_len,
+                                   struct fal_rt_error **out_error);
+
+/**
+ * How the socket ended, written to `*out_code`: the code of the server's
+ * close frame (its reply to yours, or its own close; 1005 for a close frame
+ * without a code), or 1006 when it ended without one (the connection
+ * dropped, the peer stopped answering, no reply to your close within 1 s);
+ * 0 while the socket has not ended. Known once `on_close` ran or
+ * `fal_rt_ws_recv` returned `FAL_RT_END` or an error that ended it. Never blocks.
+ *
+ * # Safety
+ * `ws` is NULL or valid; `out_code` is NULL or writable.
+ */
+fal_rt_result fal_rt_ws_close_code(const struct fal_rt_ws *ws, uint16_t *out_code);
+
+/**
+ * The reason of the server's close frame, as a new NUL-terminated UTF-8
+ * string at `*out_reason` (free it with `fal_rt_string_free`; `""` when the
+ * frame had none or the socket ended without one), or NULL while the socket
+ * has not ended (see `fal_rt_ws_close_code`). Never blocks.
+ *
+ * # Safety
+ * `ws` is NULL or valid; `out_reason` is NULL or writable.
+ */
+fal_rt_result fal_rt_ws_close_reason(const struct fal_rt_ws *ws, char **out_reason);
+
+/**
+ * Pull mode only (else `FAL_RT_WRONG_MODE`): wake a `fal_rt_ws_recv`
+ * waiting on this socket from any thread: it returns `FAL_RT_INTERRUPTED`
+ * and the socket goes on (nothing is lost). When no `recv` waits, the next
+ * one returns `FAL_RT_INTERRUPTED` at once (one interrupt is kept). Never
+ * blocks: callable from any thread, also inside callbacks and concurrently
+ * with the other calls on the socket (not with `fal_rt_ws_free`).
+ *
+ * # Safety
+ * `ws` is NULL or valid.
+ */
+fal_rt_result fal_rt_ws_interrupt(const struct fal_rt_ws *ws);
 
 /**
  * Pull mode only (connected without a handler; else `FAL_RT_WRONG_MODE`):
@@ -1266,8 +1480,10 @@ fal_rt_result fal_rt_ws_close(const struct fal_rt_ws *ws, struct fal_rt_error **
  * while it waits; a dead peer is `FAL_RT_TIMEOUT`. After any end, sends fail
  * with `FAL_RT_CLOSED` and later calls return `FAL_RT_END`. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
  * `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` after a normal close, or an error
- * (`FAL_RT_CLOSED` with the close code) in `*out_error`. `out_error` is not
- * written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
+ * (`FAL_RT_CLOSED` with the close code) in `*out_error`, or
+ * `FAL_RT_INTERRUPTED` after `fal_rt_ws_interrupt` (the socket goes on).
+ * `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` and
+ * `FAL_RT_INTERRUPTED`.
  *
  * # Safety
  * `ws` is NULL or valid; `out_frame` and `out_error` are NULL or writable.

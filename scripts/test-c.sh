@@ -3,7 +3,7 @@
 #   header drift check (pinned cbindgen), release library + emulator build,
 #   header checks (standalone C11 and C++17 with -pedantic, version macros vs
 #   Cargo.toml), C and C++ demos (-Wall -Wextra -Werror, output asserted), the
-#   C ABI tests and the C++ wrapper's error tests plain, under
+#   C ABI tests, the thread hook tests (tests/c/test_threads.c) and the C++ wrapper's error tests plain, under
 #   AddressSanitizer/UBSan and under valgrind, the install (bindings/c/install.sh:
 #   SONAME, stripped, layout, licences, DESTDIR), a pkg-config build (shared and
 #   static), a CMake find_package build (shared and static, version file), and
@@ -162,10 +162,14 @@ g++ "${CXXFLAGS[@]}" bindings/c/tests/test_cpp_errors.cpp -o "$TMP/test_cpp_erro
 g++ "${CXXFLAGS[@]}" "${SAN[@]}" bindings/c/tests/test_cpp_errors.cpp -o "$TMP/test_cpp_errors_asan" "${LINK[@]}"
 gcc "${CFLAGS[@]}" tests/c/test_client_only.c -o "$TMP/test_client_only" "${LINK[@]}"
 gcc "${CFLAGS[@]}" "${SAN[@]}" tests/c/test_client_only.c -o "$TMP/test_client_only_asan" "${LINK[@]}"
+gcc "${CFLAGS[@]}" -Itests/c tests/c/test_threads.c -o "$TMP/test_threads" "${LINK[@]}"
+gcc "${CFLAGS[@]}" "${SAN[@]}" -Itests/c tests/c/test_threads.c -o "$TMP/test_threads_asan" "${LINK[@]}"
 run_tests "C tests" "$TMP/test_ffi"
 run_tests "C tests under ASan/UBSan" "$TMP/test_ffi_asan"
 run_tests "C clientOnly tests" "$TMP/test_client_only"
 run_tests "C clientOnly tests under ASan/UBSan" "$TMP/test_client_only_asan"
+run_tests "C thread hook tests" "$TMP/test_threads"
+run_tests "C thread hook tests under ASan/UBSan" "$TMP/test_threads_asan"
 run_tests "C++ wrapper error tests" "$TMP/test_cpp_errors"
 run_tests "C++ wrapper error tests under ASan/UBSan" "$TMP/test_cpp_errors_asan"
 run_demo "C example under ASan/UBSan" 5 "done: 5 results, 0 errors, 5 frames sent" "$TMP/realtime_demo_asan" "$HOSTPORT" demo/echo 5
@@ -173,6 +177,7 @@ VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kin
   --show-leak-kinds=definite --suppressions="$ROOT/tests/c/valgrind.supp")
 run_tests "C tests under valgrind" "${VALGRIND[@]}" "$TMP/test_ffi"
 run_tests "C clientOnly tests under valgrind" "${VALGRIND[@]}" "$TMP/test_client_only"
+run_tests "C thread hook tests under valgrind" "${VALGRIND[@]}" "$TMP/test_threads"
 run_tests "C++ wrapper error tests under valgrind" "${VALGRIND[@]}" "$TMP/test_cpp_errors"
 run_demo "C example under valgrind" 5 "done: 5 results, 0 errors, 5 frames sent" "${VALGRIND[@]}" "$TMP/realtime_demo" "$HOSTPORT" demo/echo 5
 

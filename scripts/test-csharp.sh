@@ -3,7 +3,9 @@
 # builds the release library and the emulator, compiles bindings/csharp
 # (FalRealtime.dll) and its test program with mcs, checks the binding's struct
 # layouts against the C header, and runs the tests under `mono --debug`
-# against two emulators (one with --session-timeout 1).
+# against two emulators (one with --session-timeout 1). The test program ends
+# by returning from Main (no exit(3)): Mono must exit on its own once
+# everything is disposed (the library's threads end then), within `timeout`.
 # Prints a last line `csharp: N passed, M failed`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +46,7 @@ if [ -z "$EMU" ] || [ -z "$EMU_TIMEOUT" ]; then
 fi
 set +e
 (cd "$TMP" && FAL_RT_STRUCT_SIZES="$SIZES" FAL_RT_EMULATOR="$EMU" FAL_RT_EMULATOR_TIMEOUT="$EMU_TIMEOUT" \
-  LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 300 mono --debug Tests.exe) 2>&1 | tee "$TMP/cs.out"
+  LD_LIBRARY_PATH="$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 180 mono --debug Tests.exe) 2>&1 | tee "$TMP/cs.out"
 rc=${PIPESTATUS[0]}
 set -e
 last="$(grep '^csharp: ' "$TMP/cs.out" | tail -1)"
@@ -52,6 +54,10 @@ if [ -z "$last" ]; then
   echo "csharp: 0 passed, 1 failed (the test program exited with $rc)"
   exit 1
 fi
-[ "$rc" -eq 0 ] || echo "csharp: the test program exited with $rc"
+if [ "$rc" -eq 124 ]; then
+  echo "csharp: the test program did not exit (Mono hung at shutdown)"
+elif [ "$rc" -ne 0 ]; then
+  echo "csharp: the test program exited with $rc"
+fi
 echo "$last"
 [ "$rc" -eq 0 ]

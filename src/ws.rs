@@ -147,6 +147,17 @@ impl WsConnection {
     }
 }
 
+/// How a socket ended, readable without its halves (`close_info` of its shared state).
+#[derive(Clone)]
+pub(crate) struct CloseWatch(Arc<link::PullShared>);
+
+impl CloseWatch {
+    /// See [`WsConnection::close_code`] and [`WsConnection::close_reason`].
+    pub(crate) fn get(&self) -> Option<(u16, String)> {
+        self.0.close_info()
+    }
+}
+
 impl WsSender {
     /// Send a frame.
     pub async fn send(&mut self, frame: Frame) -> Result<()> {
@@ -176,6 +187,11 @@ impl WsSender {
     /// See [`WsConnection::close_code`].
     pub fn close_code(&self) -> Option<u16> {
         self.link.shared.close_info().map(|(c, _)| c)
+    }
+
+    /// A view of how the socket ended that outlives this half's lock (for the C door).
+    pub(crate) fn close_watch(&self) -> CloseWatch {
+        CloseWatch(self.link.shared.clone())
     }
 
     /// See [`WsConnection::close_reason`].

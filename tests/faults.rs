@@ -26,23 +26,36 @@ fn tcp_state(fd: std::os::fd::RawFd) -> Option<String> {
     use std::os::fd::BorrowedFd;
     // SAFETY: the session holds the socket open for this call.
     let sock = unsafe { BorrowedFd::borrow_raw(fd) };
-    let local = nix_local_port(sock)?;
+    let local = nix_port(sock, libc::getsockname)?;
+    // Both ends: an ephemeral local port may be in use at once towards
+    // another server (another test's socket).
+    let remote = nix_port(sock, libc::getpeername);
     let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let port_of =
+        |field: Option<&&str>| -> Option<u16> { u16::from_str_radix(field?.rsplit(':').next()?, 16).ok() };
     table.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        let port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-        (port == local).then(|| f.get(3).map(|s| s.to_string()))?
+        let same_remote = match remote {
+            Some(r) => port_of(f.get(2)) == Some(r),
+            None => true,
+        };
+        (port_of(f.get(1)) == Some(local) && same_remote).then(|| f.get(3).map(|s| s.to_string()))?
     })
 }
 
 #[cfg(target_os = "linux")]
-fn nix_local_port(fd: std::os::fd::BorrowedFd<'_>) -> Option<u16> {
+type NameFn = unsafe extern "C" fn(libc::c_int, *mut libc::sockaddr, *mut libc::socklen_t) -> libc::c_int;
+
+/// The port of one end of a socket (`getsockname`: local, `getpeername`:
+/// remote); `None` once the remote end is gone.
+#[cfg(target_os = "linux")]
+fn nix_port(fd: std::os::fd::BorrowedFd<'_>, name: NameFn) -> Option<u16> {
     use std::os::fd::AsRawFd;
     let mut addr: libc::sockaddr_in = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     // SAFETY: a valid socket and a buffer of the right size.
     let rc = unsafe {
-        libc::getsockname(
+        name(
             fd.as_raw_fd(),
             &mut addr as *mut _ as *mut libc::sockaddr,
             &mut len,

@@ -9,6 +9,7 @@ using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace FalRealtime
 {
@@ -26,7 +27,7 @@ namespace FalRealtime
         InvalidArgument = 1, Credentials = 2, Auth = 3, Http = 4, TokenProvider = 5, Connect = 6,
         Tls = 7, Timeout = 8, Server = 9, Closed = 10, Decode = 11, Encode = 12, NotConnected = 13,
         Internal = 14, NullArgument = 100, InvalidUtf8 = 101, WouldBlockInCallback = 102,
-        WouldBlockInRuntime = 103, BadStructSize = 106, WrongMode = 107, Panic = 199,
+        WouldBlockInRuntime = 103, BadStructSize = 106, WrongMode = 107, AlreadySet = 108, Panic = 199,
     }
 
     public enum ConnectionState { Idle = 0, Authenticating = 1, Connecting = 2, Open = 3, Closed = 4 }
@@ -145,6 +146,12 @@ namespace FalRealtime
         public int MaxBuffering;
         public bool HeaderAuth;
         public uint TokenExpirationMs;
+        /// <summary>
+        /// Replaces the token endpoint: returns a token for the app (the normalised
+        /// "{id}{path}"); null or an exception fails the connect or refresh
+        /// (ErrorKind.TokenProvider). Runs on a library thread; it may block.
+        /// </summary>
+        public Func<string, string> TokenProvider;
     }
 
     internal sealed class ClientHandle : SafeHandle
@@ -167,6 +174,43 @@ namespace FalRealtime
         public SessionHandle() : base(IntPtr.Zero, true) { }
         public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
         protected override bool ReleaseHandle() { Native.fal_rt_session_free(handle); return true; }
+    }
+
+    internal sealed class WsHandle : SafeHandle
+    {
+        public WsHandle() : base(IntPtr.Zero, true) { }
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+        protected override bool ReleaseHandle() { Native.fal_rt_ws_free(handle); return true; }
+    }
+
+    internal sealed class CancelHandle : SafeHandle
+    {
+        public CancelHandle() : base(IntPtr.Zero, true) { }
+        public override bool IsInvalid { get { return handle == IntPtr.Zero; } }
+        protected override bool ReleaseHandle() { Native.fal_rt_cancel_token_free(handle); return true; }
+    }
+
+    /// <summary>Runs a blocking connect that a CancellationToken interrupts (fal_rt_cancel_token).</summary>
+    internal static class Cancellable
+    {
+        /// <summary>connect(cancelTokenPtr) returns a result code; OperationCanceledException when ct ended it.</summary>
+        public static int Connect(CancellationToken ct, Func<IntPtr, int> connect)
+        {
+            ct.ThrowIfCancellationRequested();
+            if (!ct.CanBeCanceled) return connect(IntPtr.Zero);
+            CancelHandle tok;
+            if (Native.fal_rt_cancel_token_new(out tok) != 0) return connect(IntPtr.Zero);
+            using (tok)
+            {
+                int rc;
+                using (ct.Register(() => { try { Native.fal_rt_cancel_token_cancel(tok); } catch (ObjectDisposedException) { } }))
+                {
+                    rc = connect(tok.DangerousGetHandle());
+                }
+                if (rc == Native.Interrupted) throw new OperationCanceledException(ct);
+                return rc;
+            }
+        }
     }
 
     /// <summary>Copies of strings in native memory for the duration of a call.</summary>
@@ -199,6 +243,7 @@ namespace FalRealtime
 
         public Client(ClientOptions o)
         {
+            Threads.Install();
             var co = new Native.ClientOptions();
             co.struct_size = (uint)Marshal.SizeOf(typeof(Native.ClientOptions));
             using (var s = new NativeStrings())
@@ -237,7 +282,46 @@ namespace FalRealtime
             co.max_buffering = o.MaxBuffering;
             co.header_auth = (byte)(o.HeaderAuth ? 1 : 0);
             co.token_expiration_ms = o.TokenExpirationMs;
+            if (o.TokenProvider != null)
+            {
+                // Owned by the library from the connect call on: OnFreeCallbacks releases it.
+                GCHandle gch = GCHandle.Alloc(o.TokenProvider);
+                Interlocked.Increment(ref Interop.liveHandles);
+                co.token_provider = TokenCallbacks.OnTokenPtr;
+                co.callbacks_user_data = GCHandle.ToIntPtr(gch);
+                co.free_callbacks_user_data = TokenCallbacks.OnFreePtr;
+            }
             return co;
+        }
+
+        static class TokenCallbacks
+        {
+            static readonly Native.TokenFn onToken = OnToken;
+            static readonly Native.FreeFn onFree = OnFree;
+            public static readonly IntPtr OnTokenPtr = Marshal.GetFunctionPointerForDelegate(onToken);
+            public static readonly IntPtr OnFreePtr = Marshal.GetFunctionPointerForDelegate(onFree);
+
+            [MonoPInvokeCallback(typeof(Native.TokenFn))]
+            static int OnToken(IntPtr ud, IntPtr app, IntPtr buf)
+            {
+                Threads.Attached();
+                try
+                {
+                    var f = (Func<string, string>)GCHandle.FromIntPtr(ud).Target;
+                    string tok = f(Native.Str(app));
+                    if (string.IsNullOrEmpty(tok)) return 1;
+                    byte[] b = Encoding.UTF8.GetBytes(tok);
+                    return Native.fal_rt_buffer_append(buf, b, (UIntPtr)b.Length) == 0 ? 0 : 1;
+                }
+                catch (Exception) { return 1; }
+            }
+
+            [MonoPInvokeCallback(typeof(Native.FreeFn))]
+            static void OnFree(IntPtr ud)
+            {
+                GCHandle.FromIntPtr(ud).Free();
+                Interlocked.Decrement(ref Interop.liveHandles);
+            }
         }
     }
 
@@ -288,6 +372,7 @@ namespace FalRealtime
         {
             dispatcher.Owner = new WeakReference(this);
             GCHandle gch = GCHandle.Alloc(dispatcher);
+            Interlocked.Increment(ref Interop.liveHandles);
             var h = new Native.RealtimeHandler();
             h.struct_size = (uint)Marshal.SizeOf(typeof(Native.RealtimeHandler));
             h.user_data = GCHandle.ToIntPtr(gch);
@@ -421,6 +506,7 @@ namespace FalRealtime
                     GCHandle gch = GCHandle.FromIntPtr(ud);
                     var d = (Dispatcher)gch.Target;
                     gch.Free();
+                    Interlocked.Decrement(ref Interop.liveHandles);
                     d.Released.Set();
                 });
             }
@@ -428,23 +514,33 @@ namespace FalRealtime
     }
 
     /// <summary>
-    /// A pull-style session: connected at creation (blocking), then Send and
-    /// Receive with a timeout on the calling thread. No callbacks. One thread
-    /// may Receive while others Send.
+    /// A pull-style session: connected at creation (blocking; a CancellationToken
+    /// cancels the connect), then Send and Receive / ReceiveAsync on the calling
+    /// thread. No callbacks. One thread may receive while others send.
     /// </summary>
     public sealed class Session : IDisposable
     {
         readonly SessionHandle handle;
+        volatile bool disposed;
 
         /// <summary>Connect; blocks until the socket is open or the client's open timeout expires.</summary>
         public Session(Client client, string app, ConnectOptions options)
+            : this(client, app, options, CancellationToken.None) { }
+
+        /// <summary>Connect; ct cancels the connect (OperationCanceledException).</summary>
+        public Session(Client client, string app, ConnectOptions options, CancellationToken ct)
         {
             using (var s = new NativeStrings())
             {
                 var co = Client.Options(options, s);
-                IntPtr err;
-                SessionHandle sh;
-                int rc = Native.fal_rt_session_connect(client.Handle, s.Add(app), ref co, out sh, out err);
+                IntPtr app8 = s.Add(app);
+                IntPtr err = IntPtr.Zero;
+                SessionHandle sh = null;
+                int rc = Cancellable.Connect(ct, tok =>
+                {
+                    co.cancel = tok;
+                    return Native.fal_rt_session_connect(client.Handle, app8, ref co, out sh, out err);
+                });
                 FalRealtimeException.Check(rc, err);
                 handle = sh;
             }
@@ -467,9 +563,10 @@ namespace FalRealtime
         }
 
         /// <summary>
-        /// The next result, or null if none arrived within timeoutMs (-1: wait forever).
-        /// Throws SessionEndedException once the session ended cleanly and
-        /// FalRealtimeException for errors (after Server and Decode the session goes on).
+        /// The next result, or null if none arrived within timeoutMs (-1: wait forever)
+        /// or the wait was interrupted (Interrupt). Throws SessionEndedException once
+        /// the session ended cleanly, FalRealtimeException for errors (after Server and
+        /// Decode the session goes on), ObjectDisposedException after Dispose.
         /// </summary>
         public Result Receive(int timeoutMs)
         {
@@ -480,10 +577,43 @@ namespace FalRealtime
                 try { return Result.From(msg); }
                 finally { Native.fal_rt_message_free(msg); }
             }
-            if (rc == 104) return null;
-            if (rc == 105) throw new SessionEndedException();
+            if (rc == Native.TimeoutExpired) return null;
+            if (rc == Native.Interrupted)
+            {
+                if (disposed) throw new ObjectDisposedException("Session");
+                return null;
+            }
+            if (rc == Native.End) throw new SessionEndedException();
             FalRealtimeException.Check(rc, err);
             return null;
+        }
+
+        /// <summary>
+        /// The next result on a pool thread: ct cancels the wait
+        /// (OperationCanceledException; the session goes on). No polling: the
+        /// library's wait is woken (fal_rt_session_interrupt).
+        /// </summary>
+        public Task<Result> ReceiveAsync(CancellationToken ct)
+        {
+            return Task.Run(() =>
+            {
+                using (ct.Register(Interrupt))
+                {
+                    for (;;)
+                    {
+                        ct.ThrowIfCancellationRequested();
+                        Result r = Receive(-1);
+                        if (r != null) return r;
+                    }
+                }
+            }, ct);
+        }
+
+        /// <summary>Wake a Receive waiting on another thread (it returns null); never blocks.</summary>
+        public void Interrupt()
+        {
+            try { Native.fal_rt_session_interrupt(handle); }
+            catch (ObjectDisposedException) { }
         }
 
         /// <summary>Close with code 1000; results on the way may still arrive.</summary>
@@ -493,7 +623,175 @@ namespace FalRealtime
             FalRealtimeException.Check(Native.fal_rt_session_close(handle, out err), err);
         }
 
-        public void Dispose() { handle.Dispose(); }
+        /// <summary>Free the session; a Receive blocked on another thread is woken (ObjectDisposedException).</summary>
+        public void Dispose()
+        {
+            disposed = true;
+            Interrupt();
+            handle.Dispose();
+        }
+    }
+
+    /// <summary>One data frame of a raw WebSocket.</summary>
+    public sealed class Frame
+    {
+        public byte[] Data { get; private set; }
+        public bool IsText { get; private set; }
+        public string Text { get { return IsText ? Encoding.UTF8.GetString(Data) : null; } }
+
+        internal static Frame From(IntPtr f)
+        {
+            UIntPtr len;
+            IntPtr data = Native.fal_rt_frame_data(f, out len);
+            var r = new Frame { Data = new byte[(int)len], IsText = Native.fal_rt_frame_is_text(f) };
+            if (data != IntPtr.Zero && r.Data.Length > 0) Marshal.Copy(data, r.Data, 0, r.Data.Length);
+            return r;
+        }
+    }
+
+    /// <summary>
+    /// A raw WebSocket to an app (same URL and auth rules as realtime connections;
+    /// ConnectOptions.Path, default none). Pull style: Receive / ReceiveAsync on the
+    /// calling thread, sends from any thread. One thread may receive while others send.
+    /// </summary>
+    public sealed class WebSocket : IDisposable
+    {
+        readonly WsHandle handle;
+        volatile bool disposed;
+
+        public WebSocket(Client client, string app, ConnectOptions options)
+            : this(client, app, options, CancellationToken.None) { }
+
+        /// <summary>Connect (blocking); ct cancels the connect (OperationCanceledException).</summary>
+        public WebSocket(Client client, string app, ConnectOptions options, CancellationToken ct)
+        {
+            using (var s = new NativeStrings())
+            {
+                var co = Client.Options(options, s);
+                IntPtr app8 = s.Add(app);
+                IntPtr err = IntPtr.Zero;
+                WsHandle wh = null;
+                int rc = Cancellable.Connect(ct, tok =>
+                {
+                    co.cancel = tok;
+                    return Native.fal_rt_ws_connect(client.Handle, app8, ref co, IntPtr.Zero, out wh, out err);
+                });
+                FalRealtimeException.Check(rc, err);
+                handle = wh;
+            }
+        }
+
+        /// <summary>Send a text frame; blocks until it is written.</summary>
+        public void SendText(string text)
+        {
+            using (var s = new NativeStrings())
+            {
+                IntPtr err;
+                FalRealtimeException.Check(Native.fal_rt_ws_send_text(handle, s.Add(text ?? ""), out err), err);
+            }
+        }
+
+        /// <summary>Send a binary frame; blocks until it is written.</summary>
+        public void SendBinary(byte[] data)
+        {
+            IntPtr err;
+            FalRealtimeException.Check(Native.fal_rt_ws_send_binary(handle, data, (UIntPtr)data.Length, out err), err);
+        }
+
+        /// <summary>
+        /// Send a close frame with code (1000-1003, 1007-1014, 3000-4999) and reason
+        /// (at most 123 UTF-8 bytes): FalRealtimeException(InvalidArgument) otherwise.
+        /// The server's reply ends the socket; then CloseCode / CloseReason tell how.
+        /// </summary>
+        public void CloseWith(int code, string reason)
+        {
+            if (code < 0 || code > 65535) throw new ArgumentOutOfRangeException("code");
+            byte[] r = Encoding.UTF8.GetBytes(reason ?? "");
+            IntPtr err;
+            FalRealtimeException.Check(Native.fal_rt_ws_close_with(handle, (ushort)code, r, (UIntPtr)r.Length, out err), err);
+        }
+
+        /// <summary>Close with code 1000.</summary>
+        public void Close() { CloseWith(1000, ""); }
+
+        /// <summary>The server's close code (1006: ended without one); 0 while the socket has not ended.</summary>
+        public int CloseCode
+        {
+            get
+            {
+                ushort c;
+                return Native.fal_rt_ws_close_code(handle, out c) == 0 ? c : 0;
+            }
+        }
+
+        /// <summary>The reason of the server's close frame; null while the socket has not ended.</summary>
+        public string CloseReason
+        {
+            get
+            {
+                IntPtr p;
+                if (Native.fal_rt_ws_close_reason(handle, out p) != 0 || p == IntPtr.Zero) return null;
+                try { return Native.Str(p); }
+                finally { Native.fal_rt_string_free(p); }
+            }
+        }
+
+        /// <summary>
+        /// The next data frame, or null on timeout (-1: wait forever) or Interrupt.
+        /// Throws SessionEndedException after a normal close, FalRealtimeException
+        /// for an abnormal one (Closed with its CloseCode), ObjectDisposedException after Dispose.
+        /// </summary>
+        public Frame Receive(int timeoutMs)
+        {
+            IntPtr f, err;
+            int rc = Native.fal_rt_ws_recv(handle, timeoutMs, out f, out err);
+            if (rc == 0)
+            {
+                try { return Frame.From(f); }
+                finally { Native.fal_rt_frame_free(f); }
+            }
+            if (rc == Native.TimeoutExpired) return null;
+            if (rc == Native.Interrupted)
+            {
+                if (disposed) throw new ObjectDisposedException("WebSocket");
+                return null;
+            }
+            if (rc == Native.End) throw new SessionEndedException();
+            FalRealtimeException.Check(rc, err);
+            return null;
+        }
+
+        /// <summary>The next frame on a pool thread; ct cancels the wait (the socket goes on).</summary>
+        public Task<Frame> ReceiveAsync(CancellationToken ct)
+        {
+            return Task.Run(() =>
+            {
+                using (ct.Register(Interrupt))
+                {
+                    for (;;)
+                    {
+                        ct.ThrowIfCancellationRequested();
+                        Frame f = Receive(-1);
+                        if (f != null) return f;
+                    }
+                }
+            }, ct);
+        }
+
+        /// <summary>Wake a Receive waiting on another thread (it returns null); never blocks.</summary>
+        public void Interrupt()
+        {
+            try { Native.fal_rt_ws_interrupt(handle); }
+            catch (ObjectDisposedException) { }
+        }
+
+        /// <summary>Close (1000, if open) and free; a blocked Receive is woken (ObjectDisposedException).</summary>
+        public void Dispose()
+        {
+            disposed = true;
+            Interrupt();
+            handle.Dispose();
+        }
     }
 
     /// <summary>The library's log records.</summary>
@@ -539,6 +837,34 @@ namespace FalRealtime
     /// <summary>Library threads that call into managed code.</summary>
     internal static class Threads
     {
+        static readonly Native.ThreadFn onStart = OnStart;
+        static readonly Native.ThreadFn onStop = OnStop;
+        static int installed;
+        internal static int starts, stops;
+
+        /// <summary>
+        /// Install the library's thread hooks once, before the first client: every
+        /// library thread is made a background thread when it starts (so it never
+        /// holds up the runtime's exit) and counted. The threads themselves end
+        /// when every Client, RealtimeConnection, Session and WebSocket is disposed.
+        /// </summary>
+        public static void Install()
+        {
+            if (Interlocked.Exchange(ref installed, 1) == 1) return;
+            Native.fal_rt_set_thread_hooks(Marshal.GetFunctionPointerForDelegate(onStart),
+                Marshal.GetFunctionPointerForDelegate(onStop), IntPtr.Zero);
+        }
+
+        [MonoPInvokeCallback(typeof(Native.ThreadFn))]
+        static void OnStart(IntPtr ud)
+        {
+            Attached();
+            Interlocked.Increment(ref starts);
+        }
+
+        [MonoPInvokeCallback(typeof(Native.ThreadFn))]
+        static void OnStop(IntPtr ud) { Interlocked.Increment(ref stops); }
+
         [ThreadStatic] static bool seen;
         [ThreadStatic] static int depth;
 
@@ -571,6 +897,17 @@ namespace FalRealtime
 
         /// <summary>fal_rt_version_number() of the loaded library.</summary>
         public static uint VersionNumber() { return Native.fal_rt_version_number(); }
+
+        internal static int liveHandles;
+
+        /// <summary>GCHandles this binding gave the library and the library has not released yet.</summary>
+        public static int LiveGCHandles { get { return Volatile.Read(ref liveHandles); } }
+
+        /// <summary>fal_rt_thread_count(): the library's threads running now (0 once everything is disposed).</summary>
+        public static uint ThreadCount() { return Native.fal_rt_thread_count(); }
+
+        /// <summary>How many library threads started and stopped (the thread hooks' counts).</summary>
+        public static int[] ThreadHookCounts() { return new[] { Volatile.Read(ref Threads.starts), Volatile.Read(ref Threads.stops) }; }
     }
 
     internal static class Native
@@ -582,6 +919,10 @@ namespace FalRealtime
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void StateFn(IntPtr ud, int state);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void FreeFn(IntPtr ud);
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void LogFn(IntPtr ud, int level, IntPtr target, IntPtr message);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate void ThreadFn(IntPtr ud);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)] public delegate int TokenFn(IntPtr ud, IntPtr app, IntPtr buf);
+
+        public const int TimeoutExpired = 104, End = 105, Interrupted = 109;
 
         [StructLayout(LayoutKind.Sequential)]
         public struct ClientOptions
@@ -607,6 +948,7 @@ namespace FalRealtime
             public uint token_expiration_ms;
             public IntPtr token_provider, encoder, decoder, callbacks_user_data, free_callbacks_user_data;
             public byte client_only;
+            public IntPtr cancel;
         }
 
         [StructLayout(LayoutKind.Sequential)]
@@ -660,6 +1002,25 @@ namespace FalRealtime
         [DllImport(Lib)] public static extern void fal_rt_session_free(IntPtr s);
         [DllImport(Lib)] public static extern int fal_rt_set_logger(int level, IntPtr callback, IntPtr ud);
         [DllImport(Lib)] public static extern uint fal_rt_version_number();
+        [DllImport(Lib)] public static extern int fal_rt_session_interrupt(SessionHandle s);
+        [DllImport(Lib)] public static extern int fal_rt_set_thread_hooks(IntPtr onStart, IntPtr onStop, IntPtr ud);
+        [DllImport(Lib)] public static extern uint fal_rt_thread_count();
+        [DllImport(Lib)] public static extern int fal_rt_cancel_token_new(out CancelHandle t);
+        [DllImport(Lib)] public static extern int fal_rt_cancel_token_cancel(CancelHandle t);
+        [DllImport(Lib)] public static extern void fal_rt_cancel_token_free(IntPtr t);
+        [DllImport(Lib)] public static extern int fal_rt_ws_connect(ClientHandle c, IntPtr app, ref ConnectOptions o, IntPtr handler, out WsHandle ws, out IntPtr err);
+        [DllImport(Lib)] public static extern int fal_rt_ws_send_text(WsHandle ws, IntPtr text, out IntPtr err);
+        [DllImport(Lib)] public static extern int fal_rt_ws_send_binary(WsHandle ws, byte[] data, UIntPtr len, out IntPtr err);
+        [DllImport(Lib)] public static extern int fal_rt_ws_close_with(WsHandle ws, ushort code, byte[] reason, UIntPtr len, out IntPtr err);
+        [DllImport(Lib)] public static extern int fal_rt_ws_close_code(WsHandle ws, out ushort code);
+        [DllImport(Lib)] public static extern int fal_rt_ws_close_reason(WsHandle ws, out IntPtr reason);
+        [DllImport(Lib)] public static extern int fal_rt_ws_recv(WsHandle ws, int timeoutMs, out IntPtr frame, out IntPtr err);
+        [DllImport(Lib)] public static extern int fal_rt_ws_interrupt(WsHandle ws);
+        [DllImport(Lib)] public static extern void fal_rt_ws_free(IntPtr ws);
+        [DllImport(Lib)] public static extern IntPtr fal_rt_frame_data(IntPtr f, out UIntPtr len);
+        [DllImport(Lib)] [return: MarshalAs(UnmanagedType.U1)] public static extern bool fal_rt_frame_is_text(IntPtr f);
+        [DllImport(Lib)] public static extern void fal_rt_frame_free(IntPtr f);
+        [DllImport(Lib)] public static extern int fal_rt_buffer_append(IntPtr buf, byte[] data, UIntPtr len);
 
         /// <summary>sizeof of the native structs as this binding lays them out (checked by the tests).</summary>
         public static int[] StructSizes()

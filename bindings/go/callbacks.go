@@ -2,6 +2,7 @@ package falrealtime
 
 /*
 #include <stdint.h>
+#include <stdlib.h>
 #include "fal_realtime.h"
 */
 import "C"
@@ -52,3 +53,24 @@ func falrtGoOnLog(ud C.uintptr_t, level C.int32_t, target *C.char, message *C.ch
 		f(LogLevel(level), C.GoString(target), C.GoString(message))
 	}
 }
+
+//export falrtGoOnToken
+func falrtGoOnToken(ud C.uintptr_t, app *C.char, out *C.fal_rt_buffer) C.int32_t {
+	f, ok := cgo.Handle(ud).Value().(TokenFunc)
+	if !ok {
+		return 1
+	}
+	tok, err := f(C.GoString(app))
+	if err != nil || tok == "" {
+		return 1
+	}
+	p := C.CBytes([]byte(tok))
+	defer C.free(p)
+	if C.fal_rt_buffer_append(out, (*C.uint8_t)(p), C.size_t(len(tok))) != codeOK {
+		return 1
+	}
+	return 0
+}
+
+//export falrtGoFreeHandle
+func falrtGoFreeHandle(ud C.uintptr_t) { cgo.Handle(ud).Delete() }

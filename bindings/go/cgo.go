@@ -15,6 +15,7 @@ package falrealtime
 #include "fal_realtime.h"
 
 void falrt_go_fill_handler(fal_rt_realtime_handler *h, uintptr_t handle);
+void falrt_go_set_token_provider(fal_rt_connect_options *o, uintptr_t handle);
 int32_t falrt_go_set_logger(int32_t level, uintptr_t handle);
 */
 import "C"

@@ -3,10 +3,12 @@ package falrealtime
 /*
 #include <stdlib.h>
 #include "fal_realtime.h"
+void falrt_go_set_token_provider(fal_rt_connect_options *o, uintptr_t handle);
 */
 import "C"
 
 import (
+	"runtime/cgo"
 	"sync"
 	"time"
 	"unsafe"
@@ -101,6 +103,24 @@ type ConnectOptions struct {
 	Path          string
 	HeaderAuth    bool
 	TokenLife     time.Duration
+	// TokenProvider replaces the token endpoint: it returns a token for app
+	// (the normalised "{id}{path}"); an error fails the connect or refresh
+	// (KindTokenProvider). Runs on a library thread, never concurrently for
+	// one connection; it may block (e.g. ask your backend).
+	TokenProvider TokenFunc
+}
+
+// TokenFunc is a token provider (ConnectOptions.TokenProvider).
+type TokenFunc func(app string) (string, error)
+
+// attach hands the Go callbacks of o to co as a cgo.Handle the library
+// releases (exactly once, also when the connect fails). Call it right
+// before the connect call.
+func (o *ConnectOptions) attach(co *C.fal_rt_connect_options) {
+	if o == nil || o.TokenProvider == nil {
+		return
+	}
+	C.falrt_go_set_token_provider(co, C.uintptr_t(cgo.NewHandle(o.TokenProvider)))
 }
 
 func (o *ConnectOptions) c(strs *cstrings) C.fal_rt_connect_options {

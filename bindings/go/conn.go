@@ -87,6 +87,7 @@ func Connect(ctx context.Context, client *Client, app string, opts *ConnectOptio
 	defer C.free(unsafe.Pointer(out))
 	*out = nil
 	var cerr *C.fal_rt_error
+	opts.attach(&co)
 	c.mu.Lock() // callbacks that call Send/Close wait until ptr is set
 	rc := C.int32_t(C.fal_rt_realtime_connect(client.ptr, capp, &co, &hd, out, &cerr))
 	if rc != codeOK {

@@ -35,11 +35,13 @@ const (
 	KindWouldBlockInRuntime  Kind = 103
 	KindBadStructSize        Kind = 106
 	KindWrongMode            Kind = 107
+	KindAlreadySet           Kind = 108
 	KindPanic                Kind = 199
 
 	codeOK             = 0
 	codeTimeoutExpired = 104
 	codeEnd            = 105
+	codeInterrupted    = 109
 )
 
 // String is the library's stable name of the code ("closed", "server", ...).
@@ -74,7 +76,7 @@ func (e *Error) Is(target error) bool {
 // ErrClosed is returned by calls on a Conn or Session after Close.
 var ErrClosed = errors.New("fal-realtime: use of a closed handle")
 
-// ErrEnd is returned by Session.Recv once the session has ended cleanly.
+// ErrEnd is returned by Session.Recv and WS.Recv once the session or socket has ended cleanly.
 var ErrEnd = errors.New("fal-realtime: session ended")
 
 // errorFrom copies a borrowed or owned C error (nil-safe).

@@ -9,68 +9,86 @@ import "C"
 import (
 	"context"
 	"sync"
-	"time"
+	"sync/atomic"
 	"unsafe"
 )
-
-// pollInterval bounds each blocking fal_rt_session_recv so Recv notices ctx.
-const pollInterval = 50 * time.Millisecond
 
 // Session is a pull-style realtime session: connected at creation, then
 // Send and Recv on the calling goroutines (no callbacks). One goroutine may
 // Recv while others Send.
 type Session struct {
-	mu  sync.RWMutex // guards ptr; held for reading during C calls on it
-	ptr *C.fal_rt_session
-	rmu sync.Mutex // serialises Recv
+	mu     sync.RWMutex // guards ptr; held for reading during C calls on it
+	ptr    *C.fal_rt_session
+	rmu    sync.Mutex // serialises Recv
+	closed atomic.Bool
+}
+
+// watch calls poke once if ctx is done before stop is called; stop returns
+// after the watcher has finished (so poke never runs after it).
+func watch(ctx context.Context, poke func()) (stop func()) {
+	if ctx.Done() == nil {
+		return func() {}
+	}
+	quit := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ctx.Done():
+			poke()
+		case <-quit:
+		}
+	}()
+	return func() {
+		close(quit)
+		<-done
+	}
+}
+
+// connectCancellable runs a blocking connect with a fal_rt_cancel_token in
+// co that ctx cancels: it returns codeInterrupted when ctx ended it.
+func connectCancellable(ctx context.Context, co *C.fal_rt_connect_options, connect func() C.int32_t) C.int32_t {
+	var tok *C.fal_rt_cancel_token
+	if C.fal_rt_cancel_token_new(&tok) != codeOK {
+		return connect()
+	}
+	defer C.fal_rt_cancel_token_free(tok)
+	co.cancel = tok
+	stop := watch(ctx, func() { C.fal_rt_cancel_token_cancel(tok) })
+	defer stop()
+	return connect()
 }
 
 // OpenSession connects a session to app, waiting until the socket is open,
-// the client's open timeout expires, or ctx is done (then the connect that is
-// still running is abandoned and its session freed when it completes).
+// the client's open timeout expires, or ctx is done (the library's cancel
+// token interrupts the connect: nothing is left behind).
 func OpenSession(ctx context.Context, client *Client, app string, opts *ConnectOptions) (*Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	type outcome struct {
-		s   *C.fal_rt_session
-		err error
-	}
-	done := make(chan outcome, 1)
 	client.mu.RLock()
-	cp := client.ptr
-	if cp == nil {
-		client.mu.RUnlock()
+	defer client.mu.RUnlock()
+	if client.ptr == nil {
 		return nil, ErrClosed
 	}
-	go func() {
-		defer client.mu.RUnlock()
-		var strs cstrings
-		defer strs.free()
-		co := opts.c(&strs)
-		capp := C.CString(app)
-		defer C.free(unsafe.Pointer(capp))
-		var out *C.fal_rt_session
-		var cerr *C.fal_rt_error
-		if rc := C.int32_t(C.fal_rt_session_connect(cp, capp, &co, &out, &cerr)); rc != codeOK {
-			done <- outcome{err: takeError(rc, cerr)}
-			return
-		}
-		done <- outcome{s: out}
-	}()
-	select {
-	case o := <-done:
-		if o.err != nil {
-			return nil, o.err
-		}
-		return &Session{ptr: o.s}, nil
-	case <-ctx.Done():
-		go func() {
-			if o := <-done; o.s != nil {
-				C.fal_rt_session_free(o.s)
-			}
-		}()
+	var strs cstrings
+	defer strs.free()
+	co := opts.c(&strs)
+	capp := C.CString(app)
+	defer C.free(unsafe.Pointer(capp))
+	var out *C.fal_rt_session
+	var cerr *C.fal_rt_error
+	opts.attach(&co)
+	rc := connectCancellable(ctx, &co, func() C.int32_t {
+		return C.int32_t(C.fal_rt_session_connect(client.ptr, capp, &co, &out, &cerr))
+	})
+	switch rc {
+	case codeOK:
+		return &Session{ptr: out}, nil
+	case codeInterrupted:
 		return nil, ctx.Err()
+	default:
+		return nil, takeError(rc, cerr)
 	}
 }
 
@@ -96,33 +114,39 @@ func (s *Session) Send(v any) error {
 // SendJSON sends an input given as JSON text.
 func (s *Session) SendJSON(text string) error { return s.Send(rawJSON(text)) }
 
+// interrupt wakes a Recv blocked in the library (fal_rt_session_interrupt).
+func (s *Session) interrupt() {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.ptr != nil {
+		C.fal_rt_session_interrupt(s.ptr)
+	}
+}
+
 // Recv waits for the next result until ctx is done. Returns ErrEnd once the
 // session ended cleanly, an *Error for server errors and abnormal ends
 // (after KindServer and KindDecode the session goes on), ctx.Err() when ctx
-// is done first.
+// is done first (the session goes on), ErrClosed after Close. No polling:
+// ctx and Close wake the library's wait (fal_rt_session_interrupt).
 func (s *Session) Recv(ctx context.Context) (*Result, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
+	stop := watch(ctx, s.interrupt)
+	defer stop()
 	for {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		wait := pollInterval
-		if dl, ok := ctx.Deadline(); ok {
-			if left := time.Until(dl); left < wait {
-				wait = left
-			}
-		}
-		if wait < 0 {
-			wait = 0
-		}
-		r, rc, err := s.recvOnce(int32(wait / time.Millisecond))
-		switch {
-		case rc == codeOK:
+		r, rc, err := s.recvOnce()
+		switch rc {
+		case codeOK:
 			return r, nil
-		case rc == codeTimeoutExpired:
-			continue
-		case rc == codeEnd:
+		case codeInterrupted:
+			if s.closed.Load() {
+				return nil, ErrClosed
+			}
+			continue // ctx (checked above), or an interrupt left from an earlier Recv
+		case codeEnd:
 			return nil, ErrEnd
 		default:
 			return nil, err
@@ -130,7 +154,7 @@ func (s *Session) Recv(ctx context.Context) (*Result, error) {
 	}
 }
 
-func (s *Session) recvOnce(ms int32) (*Result, C.int32_t, error) {
+func (s *Session) recvOnce() (*Result, C.int32_t, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.ptr == nil {
@@ -138,13 +162,13 @@ func (s *Session) recvOnce(ms int32) (*Result, C.int32_t, error) {
 	}
 	var m *C.fal_rt_message
 	var cerr *C.fal_rt_error
-	rc := C.int32_t(C.fal_rt_session_recv(s.ptr, C.int32_t(ms), &m, &cerr))
+	rc := C.int32_t(C.fal_rt_session_recv(s.ptr, C.FAL_RT_WAIT_FOREVER, &m, &cerr))
 	switch rc {
 	case codeOK:
 		r := resultFrom(m)
 		C.fal_rt_message_free(m)
 		return r, rc, nil
-	case codeTimeoutExpired, codeEnd:
+	case codeInterrupted, codeEnd:
 		return nil, rc, nil
 	default:
 		return nil, rc, takeError(rc, cerr)
@@ -167,8 +191,10 @@ func (s *Session) CloseSend() error {
 }
 
 // Close closes (if still open, waiting at most 2 s) and frees the session.
-// A Recv in progress returns ErrClosed within its poll interval. Idempotent.
+// A Recv in progress returns ErrClosed at once. Idempotent.
 func (s *Session) Close() error {
+	s.closed.Store(true)
+	s.interrupt()
 	s.mu.Lock()
 	p := s.ptr
 	s.ptr = nil

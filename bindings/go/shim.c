@@ -17,6 +17,17 @@ static void tramp_log(void *ud, fal_rt_log_level level, const char *target, cons
     falrtGoOnLog((uintptr_t)ud, (int32_t)level, (char *)target, (char *)message);
 }
 
+static int32_t tramp_token(void *ud, const char *app, fal_rt_buffer *out) {
+    return falrtGoOnToken((uintptr_t)ud, (char *)app, out);
+}
+static void tramp_free_callbacks(void *ud) { falrtGoFreeHandle((uintptr_t)ud); }
+
+void falrt_go_set_token_provider(fal_rt_connect_options *o, uintptr_t handle) {
+    o->token_provider = tramp_token;
+    o->callbacks_user_data = (void *)handle;
+    o->free_callbacks_user_data = tramp_free_callbacks;
+}
+
 void falrt_go_fill_handler(fal_rt_realtime_handler *h, uintptr_t handle) {
     h->struct_size = sizeof *h;
     h->user_data = (void *)handle;

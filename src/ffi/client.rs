@@ -79,6 +79,8 @@ fn keepalive_ms(ms: i32, default: Option<Duration>) -> Option<Duration> {
 /// what they need, so the client may be freed while its connections live.
 pub struct fal_rt_client {
     pub(crate) client: Client,
+    /// Keeps the library's threads (last: dropped after the client).
+    _lease: crate::runtime::Lease,
 }
 
 /// Create a client. `options` may be NULL (all defaults: credentials and hosts
@@ -129,12 +131,20 @@ pub unsafe extern "C" fn fal_rt_client_new(
             config.server_side = o.server_side;
         }
         let client = Client::new(config)?;
-        put(out, Box::into_raw(Box::new(fal_rt_client { client })));
+        put(
+            out,
+            Box::into_raw(Box::new(fal_rt_client {
+                client,
+                _lease: crate::runtime::lease(),
+            })),
+        );
         Ok(())
     })
 }
 
-/// Free a client. Accepts NULL. Connections made from it stay usable.
+/// Free a client. Accepts NULL. Connections made from it stay usable. When
+/// it is the last object of the library (see `fal_rt_set_thread_hooks`), the
+/// library's threads end before this returns.
 ///
 /// # Safety
 /// `client` is NULL or a client not freed before, not in use by another thread.
@@ -247,6 +257,11 @@ pub struct fal_rt_connect_options {
     /// counted in `fal_rt_stats.inputs_dropped_client_only`). Elsewhere it has
     /// no effect; sessions and raw WebSockets ignore it. Default false.
     pub client_only: bool,
+    /// Sessions and raw WebSockets: a cancel token (see `fal_rt_cancel_token`)
+    /// that interrupts the blocking connect call (`FAL_RT_INTERRUPTED`), or
+    /// NULL. Borrowed for the call: keep it until the connect returns.
+    /// Realtime connections (which do not block) ignore it.
+    pub cancel: *const super::threads::fal_rt_cancel_token,
 }
 
 /// The size of the first version of `fal_rt_connect_options` (without `client_only`).
@@ -265,6 +280,22 @@ pub(crate) struct OptionCallbacks {
 pub(crate) struct ConnectOptions {
     pub(crate) options: RealtimeOptions,
     pub(crate) gate: Option<Arc<Gate>>,
+    /// The cancel token of a blocking connect, if any.
+    pub(crate) cancel: Option<Arc<super::threads::CancelState>>,
+}
+
+impl ConnectOptions {
+    /// `fut`, or `None` once the cancel token (if any) is cancelled.
+    pub(crate) async fn cancellable<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {
+        match &self.cancel {
+            None => Some(fut.await),
+            Some(c) => tokio::select! {
+                biased;
+                _ = c.cancelled() => None,
+                out = fut => Some(out),
+            },
+        }
+    }
 }
 
 impl ConnectOptions {
@@ -365,7 +396,11 @@ fn decode_with(cbs: &OptionCallbacks, frame: Frame) -> crate::Result<Bytes> {
 pub(crate) unsafe fn read_connect_options(p: *const fal_rt_connect_options) -> FfiResult<ConnectOptions> {
     let mut options = RealtimeOptions::default();
     if p.is_null() {
-        return Ok(ConnectOptions { options, gate: None });
+        return Ok(ConnectOptions {
+            options,
+            gate: None,
+            cancel: None,
+        });
     }
     let o: fal_rt_connect_options = read_versioned(p, "options", CONNECT_OPTIONS_V1_SIZE)?;
     let has_callbacks = o.token_provider.is_some() || o.encoder.is_some() || o.decoder.is_some();
@@ -415,7 +450,12 @@ pub(crate) unsafe fn read_connect_options(p: *const fal_rt_connect_options) -> F
         Ok(())
     };
     match fill() {
-        Ok(()) => Ok(ConnectOptions { options, gate }),
+        Ok(()) => Ok(ConnectOptions {
+            options,
+            gate,
+            // SAFETY: NULL or a live token (the caller keeps it for the call).
+            cancel: o.cancel.as_ref().map(|t| t.state.clone()),
+        }),
         Err(f) => {
             if let Some(g) = &gate {
                 g.close();

@@ -164,7 +164,7 @@ impl log::Log for CLogger {
 /// (ignored when `callback` is NULL).
 ///
 /// Returns `FAL_RT_OK`; `FAL_RT_WOULD_BLOCK_IN_CALLBACK` when called from
-/// inside the log callback itself (nothing changes); `FAL_RT_WRONG_MODE` when
+/// inside the log callback itself (nothing changes); `FAL_RT_ALREADY_SET` when
 /// another `log` logger is already installed in this process (e.g. the Python binding's
 /// `pyo3-log`, or a Rust host's `env_logger` when the library is linked
 /// statically into a Rust program): the records go to that logger, and
@@ -201,7 +201,7 @@ pub unsafe extern "C" fn fal_rt_set_logger(
         });
         let ours = *INSTALLED.get_or_init(|| log::set_logger(&LOGGER).is_ok());
         if !ours {
-            return fal_rt_result::FAL_RT_WRONG_MODE;
+            return fal_rt_result::FAL_RT_ALREADY_SET;
         }
         // Quiet first, so no record is offered to a callback being removed.
         if new.is_none() {

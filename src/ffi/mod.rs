@@ -22,6 +22,7 @@ mod gate;
 mod log;
 mod realtime;
 mod session;
+mod threads;
 mod ws;
 
 pub use self::log::*;
@@ -29,6 +30,7 @@ pub use buffer::*;
 pub use client::*;
 pub use realtime::*;
 pub use session::*;
+pub use threads::*;
 pub use ws::*;
 
 use crate::error::{Error, ErrorKind};
@@ -108,6 +110,15 @@ pub enum fal_rt_result {
     FAL_RT_BAD_STRUCT_SIZE = 106,
     /// The call does not apply to this object (e.g. `fal_rt_ws_recv` on a socket with callbacks).
     FAL_RT_WRONG_MODE = 107,
+    /// Something process-wide was set already: another `log` logger owns the
+    /// process (`fal_rt_set_logger`), or thread hooks cannot change while the
+    /// library's threads run (`fal_rt_set_thread_hooks`). Nothing changed.
+    FAL_RT_ALREADY_SET = 108,
+    /// The call was interrupted: `fal_rt_session_interrupt` / `fal_rt_ws_interrupt`
+    /// woke a `recv` (the session or socket goes on), or the
+    /// `fal_rt_cancel_token` of a connect was cancelled (nothing was connected).
+    /// Not an error: no `out_error` is written.
+    FAL_RT_INTERRUPTED = 109,
     /// A panic was caught at the boundary (a bug in this library). The object may be unusable.
     FAL_RT_PANIC = 199,
 }
@@ -159,6 +170,8 @@ impl fal_rt_result {
             105 => c"end",
             106 => c"bad_struct_size",
             107 => c"wrong_mode",
+            108 => c"already_set",
+            109 => c"interrupted",
             199 => c"panic",
             _ => c"unknown",
         }
@@ -277,7 +290,7 @@ pub(crate) type FfiResult<T = ()> = Result<T, Failure>;
 /// The one panic boundary: runs `f`, maps a failure to its code (writing
 /// `out_error` if non-NULL) and a panic to `FAL_RT_PANIC`.
 pub(crate) fn boundary(out_error: *mut *mut fal_rt_error, f: impl FnOnce() -> FfiResult) -> fal_rt_result {
-    let failure = match catch_unwind(AssertUnwindSafe(f)) {
+    let failure = match catch_unwind(AssertUnwindSafe(|| crate::runtime::in_c_call(f))) {
         Ok(Ok(())) => return FAL_RT_OK,
         Ok(Err(failure)) => failure,
         Err(_) => Failure::new(
@@ -286,7 +299,9 @@ pub(crate) fn boundary(out_error: *mut *mut fal_rt_error, f: impl FnOnce() -> Ff
         ),
     };
     let code = failure.code;
-    if !out_error.is_null() {
+    // Codes that are outcomes, not errors, carry no error.
+    let quiet = matches!(code, FAL_RT_TIMEOUT_EXPIRED | FAL_RT_END | FAL_RT_INTERRUPTED);
+    if !out_error.is_null() && !quiet {
         // A panic while boxing (out of memory) must not escape either.
         let _ = catch_unwind(AssertUnwindSafe(|| unsafe {
             *out_error = Box::into_raw(Box::new(failure.error));
@@ -295,9 +310,33 @@ pub(crate) fn boundary(out_error: *mut *mut fal_rt_error, f: impl FnOnce() -> Ff
     code
 }
 
+/// A code that is an outcome, not an error (`FAL_RT_TIMEOUT_EXPIRED`,
+/// `FAL_RT_END`, `FAL_RT_INTERRUPTED`): [`boundary`] returns it without an error.
+pub(crate) fn quiet(code: fal_rt_result) -> Failure {
+    Failure::new(code, "")
+}
+
+/// The outcome of an interrupted call (`FAL_RT_INTERRUPTED`).
+pub(crate) fn interrupted() -> Failure {
+    quiet(FAL_RT_INTERRUPTED)
+}
+
+/// `fut`, or `None` once `interrupt` is notified (a permit stored by an
+/// earlier `notify_one` counts; checked first).
+pub(crate) async fn interruptible<F: std::future::Future>(
+    interrupt: &tokio::sync::Notify,
+    fut: F,
+) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        _ = interrupt.notified() => None,
+        out = fut => Some(out),
+    }
+}
+
 /// The panic boundary for calls that return a value instead of a code.
 pub(crate) fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+    catch_unwind(AssertUnwindSafe(|| crate::runtime::in_c_call(f))).unwrap_or(fallback)
 }
 
 /// A handle type whose `free` may be called inside a callback: the memory
@@ -482,16 +521,6 @@ pub(crate) fn block_on<F: std::future::Future>(fut: F) -> FfiResult<F::Output> {
     })
 }
 
-/// Wait for `fut` on the shared runtime for at most `timeout_ms` (see
-/// [`timeout_of`]); `Ok(None)` when the time ran out.
-pub(crate) fn block_on_timeout<F: std::future::Future>(
-    timeout_ms: i32,
-    fut: F,
-) -> FfiResult<Option<F::Output>> {
-    let limit = timeout_of(timeout_ms)?;
-    block_on(with_limit(limit, fut))
-}
-
 /// `fut`, bounded by `limit` (`None`: no bound); `None` when the time ran out.
 pub(crate) async fn with_limit<F: std::future::Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
     match limit {
@@ -551,9 +580,10 @@ pub extern "C" fn fal_rt_result_name(code: i32) -> *const c_char {
 /// `FAL_RT_INVALID_ARGUMENT` .. `FAL_RT_INTERNAL` (1-14, one per error kind of
 /// the Rust core), `FAL_RT_NULL_ARGUMENT`, `FAL_RT_INVALID_UTF8`,
 /// `FAL_RT_WOULD_BLOCK_IN_CALLBACK`, `FAL_RT_WOULD_BLOCK_IN_RUNTIME`,
-/// `FAL_RT_BAD_STRUCT_SIZE`, `FAL_RT_WRONG_MODE` (100-103, 106, 107) or
-/// `FAL_RT_PANIC` (199). Never `FAL_RT_OK`, `FAL_RT_TIMEOUT_EXPIRED` or
-/// `FAL_RT_END` (those carry no error). `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
+/// `FAL_RT_BAD_STRUCT_SIZE`, `FAL_RT_WRONG_MODE`, `FAL_RT_ALREADY_SET`
+/// (100-103, 106-108) or `FAL_RT_PANIC` (199). Never `FAL_RT_OK`,
+/// `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` or `FAL_RT_INTERRUPTED` (those
+/// carry no error). `FAL_RT_NULL_ARGUMENT` if `error` is NULL.
 ///
 /// # Safety
 /// `error` is NULL or a valid error.
@@ -692,7 +722,7 @@ mod tests {
 
     #[test]
     fn every_kind_has_a_code_and_a_name() {
-        for code in [0, 1, 5, 14, 100, 105, 199] {
+        for code in [0, 1, 5, 14, 100, 105, 107, 108, 109, 199] {
             let n = unsafe { CStr::from_ptr(fal_rt_result_name(code)) };
             assert_ne!(n.to_str().unwrap(), "unknown", "{code}");
         }

@@ -96,6 +96,8 @@ pub struct fal_rt_realtime {
     handler_gate: Arc<Gate>,
     options_gate: Option<Arc<Gate>>,
     dead: std::sync::atomic::AtomicBool,
+    /// Keeps the library's threads (last: dropped after the connection).
+    _lease: crate::runtime::Lease,
 }
 
 impl Handle for fal_rt_realtime {
@@ -175,6 +177,7 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
         let ConnectOptions {
             options: ropts,
             gate: options_gate,
+            ..
         } = opts;
         match client.client.realtime_dyn(app, ropts, chandler) {
             Ok(conn) => {
@@ -193,6 +196,7 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
                         handler_gate,
                         options_gate,
                         dead: Default::default(),
+                        _lease: crate::runtime::lease(),
                     })),
                 );
                 Ok(())

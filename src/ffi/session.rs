@@ -35,6 +35,8 @@ pub struct fal_rt_session {
     rx: Mutex<RealtimeReceiver>,
     options_gate: Option<Arc<Gate>>,
     dead: std::sync::atomic::AtomicBool,
+    /// `fal_rt_session_interrupt`: wakes a waiting `recv` (or the next one).
+    interrupt: tokio::sync::Notify,
 }
 
 impl Handle for fal_rt_session {
@@ -61,6 +63,8 @@ pub(crate) fn release_failed(opts: &ConnectOptions) {
 /// `FAL_RT_CREDENTIALS`, `FAL_RT_AUTH`, `FAL_RT_HTTP`, `FAL_RT_TOKEN_PROVIDER`,
 /// `FAL_RT_CONNECT`, `FAL_RT_TLS`, `FAL_RT_TIMEOUT`, `FAL_RT_WOULD_BLOCK_*`.
 ///
+/// `FAL_RT_INTERRUPTED` (no `out_error`) when `options->cancel` was cancelled.
+///
 /// Ownership of `options->callbacks_user_data` passes to the library as soon
 /// as this is called; its finalizer runs exactly once, also on failure (then
 /// before this returns).
@@ -84,7 +88,9 @@ pub unsafe extern "C" fn fal_rt_session_connect(
             not_null(out, "out")?;
             check_can_block()?;
             let rt = session_runtime()?;
-            let session = rt.block_on(client.client.connect(app, opts.options.clone()))?;
+            let session = rt
+                .block_on(opts.cancellable(client.client.connect(app, opts.options.clone())))
+                .ok_or_else(interrupted)??;
             Ok((session, rt))
         };
         match connect() {
@@ -98,6 +104,7 @@ pub unsafe extern "C" fn fal_rt_session_connect(
                         rx: Mutex::new(rx),
                         options_gate: opts.gate.clone(),
                         dead: Default::default(),
+                        interrupt: tokio::sync::Notify::new(),
                     })),
                 );
                 Ok(())
@@ -112,15 +119,14 @@ pub unsafe extern "C" fn fal_rt_session_connect(
 
 /// A new session runtime: single-threaded, timers and I/O enabled.
 fn session_runtime() -> FfiResult<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            Failure::new(
-                FAL_RT_INTERNAL,
-                &format!("could not start the session's event loop: {e}"),
-            )
-        })
+    let mut b = tokio::runtime::Builder::new_current_thread();
+    b.enable_all();
+    crate::runtime::with_hooks(b).build().map_err(|e| {
+        Failure::new(
+            FAL_RT_INTERNAL,
+            &format!("could not start the session's event loop: {e}"),
+        )
+    })
 }
 
 impl fal_rt_session {
@@ -197,7 +203,11 @@ pub unsafe extern "C" fn fal_rt_session_send_json(
 ///   `*out_error`. After `FAL_RT_SERVER` and `FAL_RT_DECODE` the session may
 ///   still deliver results; after the others it has ended.
 ///
-/// `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
+/// * `FAL_RT_INTERRUPTED`: `fal_rt_session_interrupt` was called while it
+///   waited, or before it (once per interrupt); the session goes on.
+///
+/// `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` and
+/// `FAL_RT_INTERRUPTED`.
 ///
 /// # Safety
 /// `session` is NULL or valid; `out_message` and `out_error` are NULL or writable.
@@ -208,25 +218,43 @@ pub unsafe extern "C" fn fal_rt_session_recv(
     out_message: *mut *mut fal_rt_message,
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
-    let mut quiet = FAL_RT_OK;
-    let code = boundary(out_error, || {
+    boundary(out_error, || {
         let s = live(session, "session")?;
         not_null(out_message, "out_message")?;
         let limit = timeout_of(timeout_ms)?;
-        let got = s.block_on(with_limit(limit, async { s.rx.lock().await.recv().await }))?;
-        match got {
-            None => quiet = FAL_RT_TIMEOUT_EXPIRED,
-            Some(None) => quiet = FAL_RT_END,
-            Some(Some(Err(e))) => return Err(e.into()),
-            Some(Some(Ok(msg))) => put(out_message, Box::into_raw(Box::new(fal_rt_message { msg }))),
+        let got = s.block_on(interruptible(
+            &s.interrupt,
+            with_limit(limit, async { s.rx.lock().await.recv().await }),
+        ))?;
+        match got.ok_or_else(interrupted)? {
+            None => Err(quiet(FAL_RT_TIMEOUT_EXPIRED)),
+            Some(None) => Err(quiet(FAL_RT_END)),
+            Some(Some(Err(e))) => Err(e.into()),
+            Some(Some(Ok(msg))) => {
+                put(out_message, Box::into_raw(Box::new(fal_rt_message { msg })));
+                Ok(())
+            }
         }
+    })
+}
+
+/// Wake a `fal_rt_session_recv` waiting on this session from any thread: it
+/// returns `FAL_RT_INTERRUPTED` and the session goes on (nothing is lost).
+/// When no `recv` waits, the next one returns `FAL_RT_INTERRUPTED` at once
+/// (interrupts do not add up: one is kept). Never blocks, so it may be called
+/// from any thread, also inside callbacks and concurrently with the other
+/// calls on the session (not with `fal_rt_session_free`). For hosts that
+/// cancel a wait (Go's `context`, .NET's `CancellationToken`) without
+/// polling with short timeouts.
+///
+/// # Safety
+/// `session` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_session_interrupt(session: *const fal_rt_session) -> fal_rt_result {
+    boundary(std::ptr::null_mut(), || {
+        live(session, "session")?.interrupt.notify_one();
         Ok(())
-    });
-    if code == FAL_RT_OK {
-        quiet
-    } else {
-        code
-    }
+    })
 }
 
 /// Close the session with code 1000 (blocks until the close frame is
@@ -306,7 +334,7 @@ pub unsafe extern "C" fn fal_rt_session_free(session: *mut fal_rt_session) {
         } else if let Some(rt) = rt {
             // A runtime may not be driven or dropped on a runtime thread:
             // close and drop it on a thread of its own.
-            std::thread::spawn(move || {
+            crate::runtime::spawn_thread(move || {
                 rt.block_on(close);
             });
         }

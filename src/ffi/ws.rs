@@ -80,7 +80,7 @@ impl WsCallbacks {
 
 enum WsCmd {
     Send(Frame),
-    Close,
+    Close(u16, String),
 }
 
 /// A raw WebSocket connection.
@@ -100,6 +100,12 @@ pub struct fal_rt_ws {
     handler_gate: Option<Arc<Gate>>,
     options_gate: Option<Arc<Gate>>,
     dead: std::sync::atomic::AtomicBool,
+    /// How the socket ended (code and reason), without locking a half.
+    close_watch: crate::ws::CloseWatch,
+    /// `fal_rt_ws_interrupt`: wakes a waiting `recv` (or the next one).
+    interrupt: Notify,
+    /// Keeps the library's threads (last: dropped after the socket).
+    _lease: crate::runtime::Lease,
 }
 
 impl Handle for fal_rt_ws {
@@ -137,7 +143,7 @@ async fn write_loop(
         let mut sink = tx.lock().await;
         let res = match cmd {
             WsCmd::Send(f) => sink.send(f).await,
-            WsCmd::Close => sink.close().await,
+            WsCmd::Close(code, reason) => sink.close_with(code, &reason).await,
         };
         if let (Err(e), Some(cbs)) = (res, &cbs) {
             cbs.error(&e);
@@ -154,6 +160,8 @@ async fn write_loop(
 /// your user_data). With `handler` NULL, read frames with `fal_rt_ws_recv`.
 /// `options` may be NULL; only `path`, `max_buffering`, `header_auth`,
 /// `token_provider` and `token_expiration_ms` apply.
+///
+/// `FAL_RT_INTERRUPTED` (no `out_error`) when `options->cancel` was cancelled.
 ///
 /// Ownership of `handler->user_data` and `options->callbacks_user_data` passes
 /// to the library as soon as this is called; their finalizers run exactly
@@ -219,7 +227,8 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
                 token_provider: o.token_provider.clone(),
                 token_expiration: o.token_expiration,
             };
-            Ok(block_on(client.client.ws_connect(app, wopts))??)
+            Ok(block_on(opts.cancellable(client.client.ws_connect(app, wopts)))?
+                .ok_or_else(interrupted)??)
         };
         let ws = match connect() {
             Ok(ws) => ws,
@@ -230,6 +239,7 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
             }
         };
         let (sink, stream) = ws.split();
+        let close_watch = sink.close_watch();
         let tx = Arc::new(Mutex::new(sink));
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let rt = crate::runtime::handle();
@@ -243,6 +253,9 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
             handler_gate: cbs.as_ref().map(|c| c.gate.clone()),
             options_gate: opts.gate.clone(),
             dead: Default::default(),
+            close_watch,
+            interrupt: Notify::new(),
+            _lease: crate::runtime::lease(),
         }));
         match cbs {
             Some(cbs) => {
@@ -312,7 +325,8 @@ pub unsafe extern "C" fn fal_rt_ws_send_binary(
 
 /// Close the socket with code 1000 (outside callbacks: blocks until the close
 /// frame is written; inside: queued). The server's reply ends the socket:
-/// `on_close(1000)`, or `FAL_RT_END` from `fal_rt_ws_recv`.
+/// `on_close(1000)`, or `FAL_RT_END` from `fal_rt_ws_recv`. As
+/// `fal_rt_ws_close_with(ws, 1000, NULL, 0, out_error)`.
 ///
 /// # Safety
 /// `ws` is NULL or valid; `out_error` is NULL or writable.
@@ -321,15 +335,117 @@ pub unsafe extern "C" fn fal_rt_ws_close(
     ws: *const fal_rt_ws,
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
+    boundary(out_error, || ws_close(ws, 1000, ""))
+}
+
+unsafe fn ws_close(ws: *const fal_rt_ws, code: u16, reason: &str) -> FfiResult {
+    let w = live(ws, "ws")?;
+    WsSender::check_close(code, reason)?;
+    if can_block() {
+        block_on(async { w.tx.lock().await.close_with(code, reason).await })??;
+    } else {
+        w.queue
+            .send(WsCmd::Close(code, reason.to_string()))
+            .map_err(|_| Failure::new(FAL_RT_NOT_CONNECTED, "the socket was freed"))?;
+    }
+    Ok(())
+}
+
+/// Close the socket with `code` and a reason of `reason_len` bytes at
+/// `reason` (UTF-8, not NUL-terminated; NULL only with `reason_len` 0).
+/// `code` must be one a peer may send (RFC 6455 §7.4): 1000-1003, 1007-1014
+/// or 3000-4999, and the reason at most 123 bytes (it must fit in a control
+/// frame): else `FAL_RT_INVALID_ARGUMENT` and nothing is sent;
+/// `FAL_RT_INVALID_UTF8` for a reason that is not UTF-8. Only the first
+/// close frame goes out; later sends fail with `FAL_RT_CLOSED`. Outside
+/// callbacks it blocks until the close frame is written; inside them it is
+/// queued after the frames sent before it. The server's reply ends the
+/// socket (`on_close` with the reply's code, or `FAL_RT_END` from
+/// `fal_rt_ws_recv`); then `fal_rt_ws_close_code` / `fal_rt_ws_close_reason`
+/// tell how it ended.
+///
+/// # Safety
+/// `ws` is NULL or valid; `reason` points to `reason_len` readable bytes;
+/// `out_error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_close_with(
+    ws: *const fal_rt_ws,
+    code: u16,
+    reason: *const u8,
+    reason_len: usize,
+    out_error: *mut *mut fal_rt_error,
+) -> fal_rt_result {
     boundary(out_error, || {
+        let bytes = bytes_arg(reason, reason_len, "reason")?;
+        let reason = std::str::from_utf8(bytes)
+            .map_err(|_| Failure::new(FAL_RT_INVALID_UTF8, "the argument `reason` is not valid UTF-8"))?;
+        ws_close(ws, code, reason)
+    })
+}
+
+/// How the socket ended, written to `*out_code`: the code of the server's
+/// close frame (its reply to yours, or its own close; 1005 for a close frame
+/// without a code), or 1006 when it ended without one (the connection
+/// dropped, the peer stopped answering, no reply to your close within 1 s);
+/// 0 while the socket has not ended. Known once `on_close` ran or
+/// `fal_rt_ws_recv` returned `FAL_RT_END` or an error that ended it. Never blocks.
+///
+/// # Safety
+/// `ws` is NULL or valid; `out_code` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_close_code(ws: *const fal_rt_ws, out_code: *mut u16) -> fal_rt_result {
+    boundary(std::ptr::null_mut(), || {
         let w = live(ws, "ws")?;
-        if can_block() {
-            block_on(async { w.tx.lock().await.close().await })??;
-        } else {
-            w.queue
-                .send(WsCmd::Close)
-                .map_err(|_| Failure::new(FAL_RT_NOT_CONNECTED, "the socket was freed"))?;
+        not_null(out_code, "out_code")?;
+        put(out_code, w.close_watch.get().map_or(0, |(c, _)| c));
+        Ok(())
+    })
+}
+
+/// The reason of the server's close frame, as a new NUL-terminated UTF-8
+/// string at `*out_reason` (free it with `fal_rt_string_free`; `""` when the
+/// frame had none or the socket ended without one), or NULL while the socket
+/// has not ended (see `fal_rt_ws_close_code`). Never blocks.
+///
+/// # Safety
+/// `ws` is NULL or valid; `out_reason` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_close_reason(
+    ws: *const fal_rt_ws,
+    out_reason: *mut *mut c_char,
+) -> fal_rt_result {
+    boundary(std::ptr::null_mut(), || {
+        let w = live(ws, "ws")?;
+        not_null(out_reason, "out_reason")?;
+        let reason = w
+            .close_watch
+            .get()
+            .map_or(std::ptr::null_mut(), |(_, r)| c_string_lossy(&r).into_raw());
+        put(out_reason, reason);
+        Ok(())
+    })
+}
+
+/// Pull mode only (else `FAL_RT_WRONG_MODE`): wake a `fal_rt_ws_recv`
+/// waiting on this socket from any thread: it returns `FAL_RT_INTERRUPTED`
+/// and the socket goes on (nothing is lost). When no `recv` waits, the next
+/// one returns `FAL_RT_INTERRUPTED` at once (one interrupt is kept). Never
+/// blocks: callable from any thread, also inside callbacks and concurrently
+/// with the other calls on the socket (not with `fal_rt_ws_free`).
+///
+/// # Safety
+/// `ws` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn fal_rt_ws_interrupt(ws: *const fal_rt_ws) -> fal_rt_result {
+    boundary(std::ptr::null_mut(), || {
+        let w = live(ws, "ws")?;
+        if w.rx.is_none() {
+            return Err(Failure::new(
+                FAL_RT_WRONG_MODE,
+                "this socket delivers frames to its handler's callbacks",
+            ));
         }
+        w.interrupt.notify_one();
         Ok(())
     })
 }
@@ -340,8 +456,10 @@ pub unsafe extern "C" fn fal_rt_ws_close(
 /// while it waits; a dead peer is `FAL_RT_TIMEOUT`. After any end, sends fail
 /// with `FAL_RT_CLOSED` and later calls return `FAL_RT_END`. `FAL_RT_OK` with `*out_frame` (owned; free with `fal_rt_frame_free`),
 /// `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` after a normal close, or an error
-/// (`FAL_RT_CLOSED` with the close code) in `*out_error`. `out_error` is not
-/// written for `FAL_RT_TIMEOUT_EXPIRED` and `FAL_RT_END`.
+/// (`FAL_RT_CLOSED` with the close code) in `*out_error`, or
+/// `FAL_RT_INTERRUPTED` after `fal_rt_ws_interrupt` (the socket goes on).
+/// `out_error` is not written for `FAL_RT_TIMEOUT_EXPIRED`, `FAL_RT_END` and
+/// `FAL_RT_INTERRUPTED`.
 ///
 /// # Safety
 /// `ws` is NULL or valid; `out_frame` and `out_error` are NULL or writable.
@@ -352,8 +470,7 @@ pub unsafe extern "C" fn fal_rt_ws_recv(
     out_frame: *mut *mut fal_rt_frame,
     out_error: *mut *mut fal_rt_error,
 ) -> fal_rt_result {
-    let mut quiet = FAL_RT_OK;
-    let code = boundary(out_error, || {
+    boundary(out_error, || {
         let w = live(ws, "ws")?;
         not_null(out_frame, "out_frame")?;
         let rx = w.rx.as_ref().ok_or_else(|| {
@@ -362,20 +479,21 @@ pub unsafe extern "C" fn fal_rt_ws_recv(
                 "this socket delivers frames to its handler's callbacks",
             )
         })?;
-        let got = block_on_timeout(timeout_ms, async { rx.lock().await.recv().await })?;
-        match got {
-            None => quiet = FAL_RT_TIMEOUT_EXPIRED,
-            Some(None) => quiet = FAL_RT_END,
-            Some(Some(Err(e))) => return Err(e.into()),
-            Some(Some(Ok(frame))) => put(out_frame, Box::into_raw(Box::new(fal_rt_frame { frame }))),
+        let limit = timeout_of(timeout_ms)?;
+        let got = block_on(interruptible(
+            &w.interrupt,
+            with_limit(limit, async { rx.lock().await.recv().await }),
+        ))?;
+        match got.ok_or_else(interrupted)? {
+            None => Err(quiet(FAL_RT_TIMEOUT_EXPIRED)),
+            Some(None) => Err(quiet(FAL_RT_END)),
+            Some(Some(Err(e))) => Err(e.into()),
+            Some(Some(Ok(frame))) => {
+                put(out_frame, Box::into_raw(Box::new(fal_rt_frame { frame })));
+                Ok(())
+            }
         }
-        Ok(())
-    });
-    if code == FAL_RT_OK {
-        quiet
-    } else {
-        code
-    }
+    })
 }
 
 /// Counters of the socket (frames and bytes each way), written to
@@ -448,7 +566,7 @@ fn free_impl(ws: *mut fal_rt_ws, may_wait: bool) {
                 tokio::time::timeout(Duration::from_secs(2), async { tx.lock().await.close().await }).await;
         });
     } else {
-        let _ = w.queue.send(WsCmd::Close);
+        let _ = w.queue.send(WsCmd::Close(1000, String::new()));
     }
     // Stores a permit if the reader is not waiting right now.
     w.stop.notify_one();

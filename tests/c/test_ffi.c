@@ -1240,6 +1240,180 @@ static void test_finalizers_on_failed_connect(void) {
     recorder_destroy(&orr);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Interrupts, cancel tokens, close codes (issue 11: hosts need them)        */
+
+typedef struct {
+    fal_rt_session *s;
+    fal_rt_ws *ws;
+    fal_rt_cancel_token *tok;
+    int delay_ms;
+    fal_rt_result rc;
+} poke_arg;
+
+static void *poke_thread(void *p) {
+    poke_arg *a = (poke_arg *)p;
+    sleep_ms(a->delay_ms);
+    if (a->s) a->rc = fal_rt_session_interrupt(a->s);
+    if (a->ws) a->rc = fal_rt_ws_interrupt(a->ws);
+    if (a->tok) a->rc = fal_rt_cancel_token_cancel(a->tok);
+    return NULL;
+}
+
+static void test_session_interrupt(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_interrupt(NULL), FAL_RT_NULL_ARGUMENT);
+    /* Before a recv: the next one returns at once; one interrupt is kept. */
+    CHECK_RC(fal_rt_session_interrupt(s), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_interrupt(s), FAL_RT_OK);
+    fal_rt_message *m = (fal_rt_message *)0x1;
+    fal_rt_error *err = NULL;
+    CHECK_RC(fal_rt_session_recv(s, FAL_RT_WAIT_FOREVER, &m, &err), FAL_RT_INTERRUPTED);
+    CHECK(m == (fal_rt_message *)0x1 && err == NULL);
+    CHECK_RC(fal_rt_session_recv(s, 20, &m, NULL), FAL_RT_TIMEOUT_EXPIRED);
+    /* From another thread while recv waits forever. */
+    poke_arg a = {s, NULL, NULL, 100, FAL_RT_PANIC};
+    pthread_t t;
+    pthread_create(&t, NULL, poke_thread, &a);
+    fal_rt_result rc = fal_rt_session_recv(s, FAL_RT_WAIT_FOREVER, &m, &err);
+    pthread_join(t, NULL);
+    CHECK_RC(rc, FAL_RT_INTERRUPTED);
+    CHECK_RC(a.rc, FAL_RT_OK);
+    CHECK(err == NULL);
+    /* The session goes on. */
+    CHECK_RC(fal_rt_session_send_json(s, "{\"n\":7}", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_OK);
+    fal_rt_message_free(m);
+    CHECK(strcmp(fal_rt_result_name(FAL_RT_INTERRUPTED), "interrupted") == 0);
+    fal_rt_session_free(s);
+    fal_rt_client_free(client);
+}
+
+static void test_ws_interrupt_and_close_with(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_ws *ws = NULL;
+    fal_rt_connect_options o = no_throttle();
+    o.path = "/raw";
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", &o, NULL, &ws, NULL), FAL_RT_OK);
+    uint16_t code = 1;
+    char *reason = (char *)0x1;
+    CHECK_RC(fal_rt_ws_close_code(ws, &code), FAL_RT_OK);
+    CHECK(code == 0); /* not ended yet */
+    CHECK_RC(fal_rt_ws_close_reason(ws, &reason), FAL_RT_OK);
+    CHECK(reason == NULL);
+    CHECK_RC(fal_rt_ws_close_code(ws, NULL), FAL_RT_NULL_ARGUMENT);
+    poke_arg a = {NULL, ws, NULL, 100, FAL_RT_PANIC};
+    pthread_t t;
+    pthread_create(&t, NULL, poke_thread, &a);
+    fal_rt_frame *f = NULL;
+    fal_rt_error *err = NULL;
+    fal_rt_result rc = fal_rt_ws_recv(ws, FAL_RT_WAIT_FOREVER, &f, &err);
+    pthread_join(t, NULL);
+    CHECK_RC(rc, FAL_RT_INTERRUPTED);
+    CHECK(f == NULL && err == NULL);
+    CHECK_RC(fal_rt_ws_send_text(ws, "still here", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_OK);
+    fal_rt_frame_free(f);
+    /* Close codes and reasons are checked before anything is sent. */
+    CHECK_RC(fal_rt_ws_close_with(ws, 1005, NULL, 0, &err), FAL_RT_INVALID_ARGUMENT);
+    fal_rt_error_free(err);
+    err = NULL;
+    CHECK_RC(fal_rt_ws_close_with(ws, 2999, NULL, 0, NULL), FAL_RT_INVALID_ARGUMENT);
+    CHECK_RC(fal_rt_ws_close_with(ws, 5000, NULL, 0, NULL), FAL_RT_INVALID_ARGUMENT);
+    char longr[124];
+    memset(longr, 'x', sizeof longr);
+    CHECK_RC(fal_rt_ws_close_with(ws, 4000, (const uint8_t *)longr, sizeof longr, NULL), FAL_RT_INVALID_ARGUMENT);
+    const uint8_t bad_utf8[] = {0xff, 0xfe};
+    CHECK_RC(fal_rt_ws_close_with(ws, 4000, bad_utf8, sizeof bad_utf8, NULL), FAL_RT_INVALID_UTF8);
+    CHECK_RC(fal_rt_ws_close_with(ws, 4000, NULL, 3, NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_ws_close_code(ws, &code), FAL_RT_OK);
+    CHECK(code == 0); /* still open */
+    CHECK_RC(fal_rt_ws_send_text(ws, "ok", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_OK);
+    fal_rt_frame_free(f);
+    /* A valid close: the server's reply (the same code and reason) ends it. */
+    CHECK_RC(fal_rt_ws_close_with(ws, 4000, (const uint8_t *)"bye now", 7, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_send_text(ws, "late", &err), FAL_RT_CLOSED);
+    fal_rt_error_free(err);
+    err = NULL;
+    rc = fal_rt_ws_recv(ws, WAIT_MS, &f, &err);
+    CHECK(rc == FAL_RT_END || rc == FAL_RT_CLOSED);
+    fal_rt_error_free(err);
+    CHECK_RC(fal_rt_ws_close_code(ws, &code), FAL_RT_OK);
+    CHECK(code == 4000);
+    CHECK_RC(fal_rt_ws_close_reason(ws, &reason), FAL_RT_OK);
+    CHECK(reason != NULL && strcmp(reason, "bye now") == 0);
+    fal_rt_string_free(reason);
+    fal_rt_ws_free(ws);
+
+    /* Callback sockets: interrupt does not apply; the close code comes to on_close. */
+    recorder r;
+    recorder_init(&r);
+    fal_rt_ws_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.on_message = ws_on_message;
+    h.on_close = ws_on_close;
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", &o, &h, &ws, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_interrupt(ws), FAL_RT_WRONG_MODE);
+    CHECK_RC(fal_rt_ws_close_with(ws, 1000, (const uint8_t *)"done", 4, NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.closes, 1));
+    CHECK(read_int(&r, &r.last_close_code) == 1000);
+    CHECK_RC(fal_rt_ws_close_reason(ws, &reason), FAL_RT_OK);
+    CHECK(reason != NULL && strcmp(reason, "done") == 0);
+    fal_rt_string_free(reason);
+    fal_rt_ws_free(ws);
+    recorder_destroy(&r);
+    fal_rt_client_free(client);
+}
+
+static int g_cancel_freed = 0;
+static void count_cancel_free(void *ud) {
+    (void)ud;
+    __atomic_add_fetch(&g_cancel_freed, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_cancel_token(void) {
+    fal_rt_client *client = emulator_client();
+    fal_rt_cancel_token *tok = NULL;
+    CHECK_RC(fal_rt_cancel_token_new(NULL), FAL_RT_NULL_ARGUMENT);
+    CHECK_RC(fal_rt_cancel_token_new(&tok), FAL_RT_OK);
+    CHECK(!fal_rt_cancel_token_is_cancelled(tok));
+    /* Not cancelled: connects as usual. */
+    fal_rt_connect_options o = no_throttle();
+    o.cancel = tok;
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", &o, &s, NULL), FAL_RT_OK);
+    fal_rt_session_free(s);
+    s = NULL;
+    /* Cancelled from another thread while the handshake hangs (demo/stall never answers). */
+    g_cancel_freed = 0;
+    o.free_callbacks_user_data = count_cancel_free;
+    poke_arg a = {NULL, NULL, tok, 100, FAL_RT_PANIC};
+    pthread_t t;
+    pthread_create(&t, NULL, poke_thread, &a);
+    fal_rt_error *err = NULL;
+    fal_rt_result rc = fal_rt_session_connect(client, "demo/stall", &o, &s, &err);
+    pthread_join(t, NULL);
+    CHECK_RC(rc, FAL_RT_INTERRUPTED);
+    CHECK(s == NULL && err == NULL);
+    CHECK(__atomic_load_n(&g_cancel_freed, __ATOMIC_SEQ_CST) == 1); /* finalizer ran */
+    CHECK(fal_rt_cancel_token_is_cancelled(tok));
+    /* Once cancelled, it stays so: ws connects return at once too. */
+    fal_rt_ws *ws = NULL;
+    o.path = "/raw";
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", &o, NULL, &ws, &err), FAL_RT_INTERRUPTED);
+    CHECK(ws == NULL && err == NULL);
+    CHECK(__atomic_load_n(&g_cancel_freed, __ATOMIC_SEQ_CST) == 2);
+    CHECK_RC(fal_rt_cancel_token_cancel(tok), FAL_RT_OK); /* idempotent */
+    fal_rt_cancel_token_free(tok);
+    fal_rt_cancel_token_free(NULL);
+    fal_rt_client_free(client);
+}
+
 int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"version", test_version},
@@ -1271,6 +1445,9 @@ int main(int argc, char **argv) {
         {"keepalive_pings", test_keepalive_pings},
         {"fault_matrix", test_fault_matrix},
         {"finalizers_on_failed_connect", test_finalizers_on_failed_connect},
+        {"session_interrupt", test_session_interrupt},
+        {"ws_interrupt_and_close_with", test_ws_interrupt_and_close_with},
+        {"cancel_token", test_cancel_token},
     };
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
 }

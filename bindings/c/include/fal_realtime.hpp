@@ -326,13 +326,13 @@ public:
         fal_rt_error* err = nullptr;
         detail::check(fal_rt_session_send_json(s_.get(), json.c_str(), &err), err);
     }
-    /// The next result; std::nullopt on timeout or at the clean end (see ended()).
-    /// Throws Error for server errors and abnormal closes.
+    /// The next result; std::nullopt on timeout, after interrupt(), or at the
+    /// clean end (see ended()). Throws Error for server errors and abnormal closes.
     std::optional<Message> recv(std::chrono::milliseconds timeout = std::chrono::milliseconds(-1)) {
         fal_rt_message* m = nullptr;
         fal_rt_error* err = nullptr;
         fal_rt_result rc = fal_rt_session_recv(s_.get(), static_cast<int32_t>(timeout.count()), &m, &err);
-        if (rc == FAL_RT_TIMEOUT_EXPIRED) return std::nullopt;
+        if (rc == FAL_RT_TIMEOUT_EXPIRED || rc == FAL_RT_INTERRUPTED) return std::nullopt;
         if (rc == FAL_RT_END) {
             ended_ = true;
             return std::nullopt;
@@ -342,6 +342,8 @@ public:
     }
     /// Whether recv() reached the clean end of the session.
     bool ended() const noexcept { return ended_; }
+    /// Wake a recv() waiting on another thread (it returns std::nullopt). Never blocks.
+    void interrupt() const noexcept { fal_rt_session_interrupt(s_.get()); }
     void close() {
         fal_rt_error* err = nullptr;
         detail::check(fal_rt_session_close(s_.get(), &err), err);
@@ -408,12 +410,35 @@ public:
         fal_rt_error* err = nullptr;
         detail::check(fal_rt_ws_close(w_.get(), &err), err);
     }
-    /// Pull mode: the next frame (data, is_text); std::nullopt on timeout or at the end.
+    /// Close with `code` (1000-1003, 1007-1014, 3000-4999) and `reason` (at most 123 bytes).
+    void close_with(uint16_t code, const std::string& reason) {
+        fal_rt_error* err = nullptr;
+        detail::check(fal_rt_ws_close_with(w_.get(), code, reinterpret_cast<const uint8_t*>(reason.data()),
+                                           reason.size(), &err),
+                      err);
+    }
+    /// How the socket ended: the server's close code (1006: without one); 0 while open.
+    uint16_t close_code() const noexcept {
+        uint16_t c = 0;
+        fal_rt_ws_close_code(w_.get(), &c);
+        return c;
+    }
+    /// The reason of the server's close frame; std::nullopt while the socket is open.
+    std::optional<std::string> close_reason() const {
+        char* r = nullptr;
+        if (fal_rt_ws_close_reason(w_.get(), &r) != FAL_RT_OK || r == nullptr) return std::nullopt;
+        std::string out(r);
+        fal_rt_string_free(r);
+        return out;
+    }
+    /// Pull mode: wake a recv() waiting on another thread (it returns std::nullopt).
+    void interrupt() const noexcept { fal_rt_ws_interrupt(w_.get()); }
+    /// Pull mode: the next frame (data, is_text); std::nullopt on timeout, after interrupt(), or at the end.
     std::optional<std::pair<std::string, bool>> recv(std::chrono::milliseconds timeout = std::chrono::milliseconds(-1)) {
         fal_rt_frame* f = nullptr;
         fal_rt_error* err = nullptr;
         fal_rt_result rc = fal_rt_ws_recv(w_.get(), static_cast<int32_t>(timeout.count()), &f, &err);
-        if (rc == FAL_RT_TIMEOUT_EXPIRED || rc == FAL_RT_END) return std::nullopt;
+        if (rc == FAL_RT_TIMEOUT_EXPIRED || rc == FAL_RT_END || rc == FAL_RT_INTERRUPTED) return std::nullopt;
         detail::check(rc, err);
         size_t len = 0;
         const uint8_t* p = fal_rt_frame_data(f, &len);

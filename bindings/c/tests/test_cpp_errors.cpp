@@ -254,6 +254,32 @@ void test_ws_close_code() {
     CHECK(e->kind() == FAL_RT_CLOSED);
     CHECK(e->close_code() == 4002);
     CHECK(full_message(*e));
+    CHECK(ws.close_code() == 4002);
+}
+
+void test_ws_close_with_and_interrupt() {
+    rt::Client client(options_for(emulator(), "test-key"));
+    rt::ConnectOptions o;
+    o.path = "/raw";
+    rt::Ws ws(client, "demo/echo", o);
+    CHECK(ws.close_code() == 0 && !ws.close_reason());
+    ws.interrupt();
+    CHECK(!ws.recv(kWait)); /* interrupted: returns at once, the socket goes on */
+    std::unique_ptr<rt::Error> e;
+    CHECK(throws([&] { ws.close_with(1005, ""); }, e));
+    CHECK(e->kind() == FAL_RT_INVALID_ARGUMENT);
+    CHECK(full_message(*e));
+    CHECK(throws([&] { ws.close_with(4000, std::string(124, 'x')); }, e));
+    CHECK(e->kind() == FAL_RT_INVALID_ARGUMENT);
+    ws.close_with(4001, "see you");
+    /* The server's reply (4001, not a normal close) ends the socket. */
+    try {
+        CHECK(!ws.recv(kWait));
+    } catch (const rt::Error& err) {
+        CHECK(err.kind() == FAL_RT_CLOSED && err.close_code() == 4001);
+    }
+    CHECK(ws.close_code() == 4001);
+    CHECK(ws.close_reason() && *ws.close_reason() == "see you");
 }
 
 struct TestCase {
@@ -271,6 +297,7 @@ const TestCase kTests[] = {
     {"wrong_key_realtime_callback", test_wrong_key_realtime_callback},
     {"closed_port_connect", test_closed_port_connect},
     {"ws_close_code", test_ws_close_code},
+    {"ws_close_with_and_interrupt", test_ws_close_with_and_interrupt},
 };
 
 }  // namespace

@@ -319,8 +319,142 @@ static class Tests
         }
     }
 
-    [System.Runtime.InteropServices.DllImport("libc")]
-    static extern void exit(int code);
+    static void SessionReceiveAsyncCancel()
+    {
+        using (var client = NewClient("FAL_RT_EMULATOR"))
+        using (var s = new Session(client, "demo/echo", null))
+        {
+            // ct cancels a wait that would last forever (no polling), and the session goes on.
+            using (var cts = new CancellationTokenSource())
+            {
+                var t = s.ReceiveAsync(cts.Token);
+                Thread.Sleep(100);
+                cts.Cancel();
+                bool cancelled = false;
+                try { t.Wait(Wait); }
+                catch (AggregateException e) { cancelled = e.InnerException is OperationCanceledException; }
+                Check(cancelled, "ReceiveAsync cancelled: " + t.Status);
+            }
+            s.SendJson("{\"n\":3}");
+            var r = s.ReceiveAsync(CancellationToken.None);
+            Check(r.Wait(Wait) && r.Result.Json.Contains("\"n\":3"), "result after the cancelled wait");
+            // Dispose wakes a Receive blocked on another thread.
+            Exception woke = null;
+            var th = new Thread(() => { try { s.Receive(-1); } catch (Exception e) { woke = e; } });
+            th.Start();
+            Thread.Sleep(100);
+            s.Dispose();
+            Check(th.Join(Wait), "blocked Receive woken by Dispose");
+            Check(woke is ObjectDisposedException, "ObjectDisposedException: " + woke);
+        }
+    }
+
+    static void ConnectCancelled()
+    {
+        string host = Environment.GetEnvironmentVariable("FAL_RT_EMULATOR");
+        using (var client = new Client(new ClientOptions {
+            Key = "test-key", RunHost = "ws://" + host, RestUrl = "http://" + host,
+            AllowInsecure = true, TokenRetries = -1, OpenTimeoutMs = 60000,
+        }))
+        {
+            // demo/stall never answers the handshake: the token cancels the connect.
+            using (var cts = new CancellationTokenSource(150))
+            {
+                bool cancelled = false;
+                try { new Session(client, "demo/stall", null, cts.Token).Dispose(); }
+                catch (OperationCanceledException) { cancelled = true; }
+                Check(cancelled, "session connect cancelled");
+            }
+            using (var cts = new CancellationTokenSource(150))
+            {
+                bool cancelled = false;
+                try { new WebSocket(client, "demo/stall", new ConnectOptions { Path = "/realtime" }, cts.Token).Dispose(); }
+                catch (OperationCanceledException) { cancelled = true; }
+                Check(cancelled, "ws connect cancelled");
+            }
+        }
+    }
+
+    static void RawWebSocket()
+    {
+        using (var client = NewClient("FAL_RT_EMULATOR"))
+        {
+            using (var ws = new WebSocket(client, "demo/echo", new ConnectOptions { Path = "/raw" }))
+            {
+                ws.SendText("hello");
+                var f = ws.Receive(Wait);
+                Check(f != null && f.IsText && f.Text == "hello", "text echo");
+                ws.SendBinary(new byte[] { 0x93, 1, 2, 3 }); // msgpack [1, 2, 3]
+                f = ws.Receive(Wait);
+                Check(f != null && !f.IsText && f.Data.Length == 4, "binary echo");
+                using (var cts = new CancellationTokenSource(100))
+                {
+                    var t = ws.ReceiveAsync(cts.Token);
+                    bool cancelled = false;
+                    try { t.Wait(Wait); }
+                    catch (AggregateException e) { cancelled = e.InnerException is OperationCanceledException; }
+                    Check(cancelled, "ws ReceiveAsync cancelled");
+                }
+                Check(ws.CloseCode == 0 && ws.CloseReason == null, "not ended yet");
+                FalRealtimeException e1 = null;
+                try { ws.CloseWith(1005, ""); } catch (FalRealtimeException ex) { e1 = ex; }
+                Check(e1 != null && e1.Kind == ErrorKind.InvalidArgument, "close 1005 refused: " + e1);
+                ws.CloseWith(4000, "bye");
+                bool ended = false;
+                try { while (ws.Receive(Wait) != null) { } }
+                catch (SessionEndedException) { ended = true; }
+                catch (FalRealtimeException) { ended = true; }
+                Check(ended, "ended after CloseWith");
+                Check(ws.CloseCode == 4000 && ws.CloseReason == "bye", "close " + ws.CloseCode + " " + ws.CloseReason);
+            }
+            using (var ctl = new WebSocket(client, "demo/control", new ConnectOptions { Path = "/realtime" }))
+            {
+                // msgpack {"do":"close","code":4002}
+                ctl.SendBinary(new byte[] { 0x82, 0xa2, 0x64, 0x6f, 0xa5, 0x63, 0x6c, 0x6f, 0x73, 0x65, 0xa4, 0x63, 0x6f, 0x64, 0x65, 0xcd, 0x0f, 0xa2 });
+                FalRealtimeException e = null;
+                try { while (ctl.Receive(Wait) != null) { } } catch (FalRealtimeException ex) { e = ex; }
+                Check(e != null && e.Kind == ErrorKind.Closed && e.CloseCode == 4002 && ctl.CloseCode == 4002, "closed 4002: " + e);
+            }
+        }
+    }
+
+    static void TokenProvider()
+    {
+        using (var client = NewClient("FAL_RT_EMULATOR"))
+        {
+            int calls = 0;
+            string app = null;
+            var o = new ConnectOptions { TokenProvider = a => { Interlocked.Increment(ref calls); app = a; return "not-a-real-token"; } };
+            // The emulator opens with any token and answers the first input Unauthorized.
+            using (var s = new Session(client, "demo/echo", o))
+            {
+                Check(Volatile.Read(ref calls) == 1 && app != null && app.Contains("echo"), "provider called for " + app);
+                s.SendJson("{\"n\":1}");
+                FalRealtimeException e = null;
+                try { s.Receive(Wait); } catch (FalRealtimeException ex) { e = ex; }
+                Check(e != null && e.Kind == ErrorKind.Auth, "auth: " + e);
+            }
+            var failing = new ConnectOptions { Path = "/raw", TokenProvider = a => { throw new InvalidOperationException("no"); } };
+            FalRealtimeException f = null;
+            try { new WebSocket(client, "demo/echo", failing).Dispose(); } catch (FalRealtimeException ex) { f = ex; }
+            Check(f != null && f.Kind == ErrorKind.TokenProvider, "failing provider: " + f);
+            f = null;
+            try { new Session(client, "demo/echo", new ConnectOptions { TokenProvider = a => null }).Dispose(); }
+            catch (FalRealtimeException ex) { f = ex; }
+            Check(f != null && f.Kind == ErrorKind.TokenProvider, "null token: " + f);
+        }
+    }
+
+    /// <summary>Last: everything is disposed, so every GCHandle was released and the library's threads ended.</summary>
+    static void NothingLeft()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        Check(Interop.LiveGCHandles == 0, "live GCHandles: " + Interop.LiveGCHandles);
+        Check(Interop.ThreadCount() == 0, "library threads still running: " + Interop.ThreadCount());
+        var c = Interop.ThreadHookCounts();
+        Check(c[0] > 0 && c[0] == c[1], "thread hooks: " + c[0] + " started, " + c[1] + " stopped");
+    }
 
     static int Main(string[] args)
     {
@@ -337,13 +471,14 @@ static class Tests
         Run("session_errors", SessionErrors);
         Run("session_idle_timeout_ends", SessionIdleTimeoutEnds);
         Run("logger", Logger);
+        Run("session_receive_async_cancel", SessionReceiveAsyncCancel);
+        Run("connect_cancelled", ConnectCancelled);
+        Run("raw_websocket", RawWebSocket);
+        Run("token_provider", TokenProvider);
+        Run("nothing_left", NothingLeft);
         Console.WriteLine("csharp: " + passed + " passed, " + failed + " failed");
-        int code = failed == 0 ? 0 : 1;
-        // Mono 6.8 does not finish its shutdown once library threads ran
-        // callbacks (see README.md, "Exiting under Mono"): leave with exit(3).
-        Console.Out.Flush();
-        Console.Error.Flush();
-        exit(code);
-        return code;
+        // Main returns and Mono exits normally: the library's threads ended when
+        // the last object was disposed (test-csharp.sh bounds the exit with timeout).
+        return failed == 0 ? 0 : 1;
     }
 }

@@ -1,0 +1,212 @@
+/*
+ * Thread hooks and the library's thread lifetime (issue 11): every thread
+ * that runs a callback started with on_start, every started thread stops
+ * with on_stop, and the threads end when everything is freed (so a host can
+ * exit or unload the library), starting again with the next client. Its
+ * own process: the hooks are process-wide. Needs FAL_RT_EMULATOR.
+ */
+#include "harness.h"
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_starts, g_stops, g_unhooked_callbacks, g_hooked_callbacks;
+static __thread int t_hooked;
+static int g_tag;
+
+static void on_start(void *ud) {
+    if (ud != &g_tag) abort();
+    t_hooked = 1;
+    pthread_mutex_lock(&g_mu);
+    g_starts++;
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void on_stop(void *ud) {
+    if (ud != &g_tag || !t_hooked) abort();
+    t_hooked = 0;
+    pthread_mutex_lock(&g_mu);
+    g_stops++;
+    pthread_mutex_unlock(&g_mu);
+}
+
+static int counter(int *p) {
+    pthread_mutex_lock(&g_mu);
+    int v = *p;
+    pthread_mutex_unlock(&g_mu);
+    return v;
+}
+
+/* Called first by every callback below: was its thread hooked? */
+static void seen_callback(void) {
+    pthread_mutex_lock(&g_mu);
+    if (t_hooked)
+        g_hooked_callbacks++;
+    else
+        g_unhooked_callbacks++;
+    pthread_mutex_unlock(&g_mu);
+}
+
+static void hook_on_result(void *ud, const fal_rt_message *m) {
+    seen_callback();
+    rec_on_result(ud, m);
+}
+
+static void hook_on_state(void *ud, fal_rt_state s) {
+    seen_callback();
+    (void)ud;
+    (void)s;
+}
+
+static void hook_ws_on_message(void *ud, const uint8_t *data, size_t len, bool is_text) {
+    seen_callback();
+    (void)data;
+    (void)len;
+    (void)is_text;
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    r->results++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static int hook_token(void *ud, const char *app, fal_rt_buffer *out) {
+    seen_callback();
+    (void)ud;
+    (void)app;
+    const char t[] = "not-a-token";
+    return fal_rt_buffer_append(out, (const uint8_t *)t, sizeof t - 1) == FAL_RT_OK ? 0 : 1;
+}
+
+static void hook_free(void *ud) { /* runs on the thread that frees: not counted */
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    r->freed++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* One round: a realtime connection, a callback socket, and a session whose
+ * token provider runs on a session blocking-pool thread; then free it all. */
+static void round_trip(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.on_result = hook_on_result;
+    h.on_state = hook_on_state;
+    fal_rt_connect_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.throttle_ms = FAL_RT_THROTTLE_NONE;
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    CHECK(fal_rt_thread_count() > 0);
+    /* Hooks cannot change while the threads run. */
+    CHECK_RC(fal_rt_set_thread_hooks(NULL, NULL, NULL), FAL_RT_ALREADY_SET);
+
+    recorder wr;
+    recorder_init(&wr);
+    fal_rt_ws_handler wh;
+    memset(&wh, 0, sizeof wh);
+    wh.struct_size = sizeof wh;
+    wh.user_data = &wr;
+    wh.on_message = hook_ws_on_message;
+    wh.free_user_data = hook_free;
+    fal_rt_connect_options wo = o;
+    wo.path = "/raw";
+    fal_rt_ws *ws = NULL;
+    CHECK_RC(fal_rt_ws_connect(client, "demo/echo", &wo, &wh, &ws, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_send_text(ws, "hi", NULL), FAL_RT_OK);
+    CHECK(wait_for(&wr, &wr.results, 1));
+
+    fal_rt_connect_options so = o;
+    so.token_provider = hook_token;
+    fal_rt_session *s = NULL;
+    /* The emulator opens with any token and answers the first input Unauthorized. */
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", &so, &s, NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_session_send_json(s, "{\"n\":2}", NULL), FAL_RT_OK);
+    fal_rt_message *m = NULL;
+    CHECK_RC(fal_rt_session_recv(s, WAIT_MS, &m, NULL), FAL_RT_AUTH);
+    fal_rt_session_free(s);
+
+    fal_rt_ws_free(ws);
+    CHECK(read_int(&wr, &wr.freed) == 1);
+    fal_rt_realtime_free(conn);
+    fal_rt_client_free(client);
+    /* Everything is freed: the library's threads have ended. */
+    CHECK(fal_rt_thread_count() == 0);
+    CHECK(counter(&g_starts) > 0 && counter(&g_starts) == counter(&g_stops));
+    recorder_destroy(&r);
+    recorder_destroy(&wr);
+}
+
+static void test_hooks_and_thread_end(void) {
+    CHECK(fal_rt_thread_count() == 0);
+    CHECK_RC(fal_rt_set_thread_hooks(on_start, on_stop, &g_tag), FAL_RT_OK);
+    round_trip();
+    if (g_failures) return;
+    int first = counter(&g_starts);
+    /* The next client starts the threads again, with the hooks. */
+    round_trip();
+    if (g_failures) return;
+    CHECK(counter(&g_starts) > first);
+    CHECK(counter(&g_unhooked_callbacks) == 0);
+    CHECK(counter(&g_hooked_callbacks) >= 4);
+}
+
+/* free from inside a callback, as the last object: the threads end soon after. */
+static fal_rt_realtime *g_self;
+static void free_self(void *ud, const fal_rt_message *m) {
+    (void)m;
+    fal_rt_realtime_free(g_self);
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    r->done = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void test_last_free_inside_callback(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.on_result = free_self;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &g_self, NULL), FAL_RT_OK);
+    fal_rt_client_free(client); /* the connection is now the last object */
+    CHECK_RC(fal_rt_realtime_send_json(g_self, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.done, 1));
+    /* Bounded wait for the background stop. */
+    for (int i = 0; i < WAIT_MS / 10 && fal_rt_thread_count() > 0; i++) sleep_ms(10);
+    CHECK(fal_rt_thread_count() == 0);
+    CHECK(counter(&g_starts) == counter(&g_stops));
+    recorder_destroy(&r);
+}
+
+static void test_remove_hooks(void) {
+    CHECK(fal_rt_thread_count() == 0);
+    CHECK_RC(fal_rt_set_thread_hooks(NULL, NULL, NULL), FAL_RT_OK);
+    int starts = counter(&g_starts);
+    fal_rt_client *client = emulator_client();
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/echo", NULL, &s, NULL), FAL_RT_OK);
+    fal_rt_session_free(s);
+    fal_rt_client_free(client);
+    CHECK(counter(&g_starts) == starts);
+}
+
+int main(int argc, char **argv) {
+    static const test_case tests[] = {
+        {"hooks_and_thread_end", test_hooks_and_thread_end},
+        {"last_free_inside_callback", test_last_free_inside_callback},
+        {"remove_hooks", test_remove_hooks},
+    };
+    return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
+}
