@@ -6,6 +6,7 @@ starts the emulator); stdlib only.
 
     snippets.py list [README ...]     every block: where, language, what is done with it
     snippets.py run [README ...]      run the runnable blocks; prints `N passed, N failed`
+    snippets.py selftest              check the parser's rules on made-up READMEs
 
 The convention (also in DEVELOPERS.md):
 
@@ -18,6 +19,8 @@ The convention (also in DEVELOPERS.md):
     <!-- snippet: expect "TEXT" ... --> stdout must contain each TEXT
     <!-- snippet: excerpt PATH -->      the block is a verbatim excerpt of PATH
                                         (relative to the README), and PATH runs instead
+    <!-- snippet: output-of CMD -->     (on a `text` block) the block is exactly the
+                                        stdout of the shell command CMD
 * Snippets run against the emulator: FAL_RUN_HOST=ws://127.0.0.1:PORT,
   FAL_REST_URL=http://127.0.0.1:PORT and FAL_KEY=test-key are set, as the
   root README tells a reader to set them, and target/release is on PATH.
@@ -33,6 +36,7 @@ its snippets/ subdirectory), SNIPPET_TMP (work dir), SNIPPET_ONLY
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shlex
@@ -50,7 +54,7 @@ RUN = {"rust", "c", "cpp", "python", "sh", "bash", "go", "csharp"}
 NEVER = {"text", "toml", "cmake", "json", "ini"}
 MARKER = re.compile(r"^\s*<!--\s*snippet:\s*(\w[\w-]*)\s*(.*?)\s*-->\s*$")
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})(.*)$")
-TIMEOUT = {"rust": 60, "c": 60, "cpp": 60, "python": 90, "sh": 300, "bash": 300, "go": 120, "csharp": 60}
+TIMEOUT = {"text": 60, "rust": 60, "c": 60, "cpp": 60, "python": 90, "sh": 300, "bash": 300, "go": 120, "csharp": 60}
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Block:
     skip: Optional[str] = None
     expect: List[str] = field(default_factory=list)
     excerpt: Optional[Path] = None
+    output_of: Optional[str] = None
 
     @property
     def where(self) -> str:
@@ -69,7 +74,7 @@ class Block:
 
     @property
     def runs(self) -> bool:
-        return self.lang in RUN and self.skip is None
+        return (self.lang in RUN and self.skip is None) or self.output_of is not None
 
 
 class FormatError(Exception):
@@ -129,9 +134,13 @@ def parse(path: Path) -> List[Block]:
                 b.expect += shlex.split(arg)
             elif kind == "excerpt":
                 b.excerpt = (path.parent / arg).resolve()
+            elif kind == "output-of":
+                if lang != "text" or not arg:
+                    raise FormatError(f"{path}:{at}: `snippet: output-of CMD` belongs on a `text` block")
+                b.output_of = arg
             else:
                 raise FormatError(f"{path}:{at}: unknown snippet marker {kind!r}")
-        if markers and lang in NEVER:
+        if markers and lang in NEVER and b.output_of is None:
             raise FormatError(f"{path}:{i + 1}: a snippet marker on a `{lang}` block, which never runs")
         markers = []
         blocks.append(b)
@@ -221,6 +230,17 @@ class Runner:
             if b.code.strip() not in b.excerpt.read_text(encoding="utf-8"):
                 return self.report(b, False, "", f"the block is not a verbatim excerpt of {b.excerpt}")
         getattr(self, f"run_{b.lang}")(b)
+
+    def run_text(self, b: Block) -> None:
+        """A `text` block that is the output of a command: compared exactly."""
+        assert b.output_of is not None
+        src = self.work(b, ".sh")
+        src.write_text(b.output_of + "\n", encoding="utf-8")
+        ok, out, secs = self.run_cmd(b, ["bash", "-e", str(src)], ROOT, timeout=60)
+        if ok and out != b.code:
+            diff = difflib.unified_diff(b.code.splitlines(True), out.splitlines(True), "README", b.output_of)
+            ok, out = False, "".join(diff) + "\n(the block is not the command's output: paste it again)"
+        self.report(b, ok, f" (output of {b.output_of}){secs}", out)
 
     def run_python(self, b: Block) -> None:
         if b.excerpt is not None:
@@ -340,8 +360,51 @@ class Runner:
         self.report(b, False, "", "C# snippets are not run yet: mark the block `<!-- snippet: skip REASON -->`")
 
 
+def selftest() -> int:
+    """The parser's rules, on made-up READMEs: what must be refused is refused."""
+    import tempfile
+
+    cases = {
+        "```\nx\n```\n": "without an info string",
+        "```pascal\nx\n```\n": "unknown fence language",
+        "```python\nx\n": "unclosed fence",
+        "<!-- snippet: skip -->\n```sh\nx\n```\n": "needs a reason",
+        "<!-- snippet: frobnicate x -->\n```sh\nx\n```\n": "unknown snippet marker",
+        "<!-- snippet: skip (r) -->\ntext\n```sh\nx\n```\n": "not followed by a fence",
+        "<!-- snippet: expect \"a\" -->\n```text\nx\n```\n": "never runs",
+        "<!-- snippet: output-of echo -->\n```sh\nx\n```\n": "belongs on a `text` block",
+        "```sh\nx\n```\n<!-- snippet: skip (r) -->\n": "at the end of the file",
+    }
+    bad = 0
+    with tempfile.TemporaryDirectory() as d:
+        f = Path(d) / "README.md"
+        for text, want in cases.items():
+            f.write_text(text, encoding="utf-8")
+            try:
+                parse(f)
+                got = "accepted"
+            except FormatError as e:
+                got = str(e)
+            if want not in got:
+                bad += 1
+                print(f"FAILED - selftest {text!r}: want {want!r}, got {got!r}")
+        f.write_text('<!-- snippet: skip (r) -->\n\n```sh\nexit 1\n```\n\n<!-- snippet: expect "a b" c -->\n'
+                     '````python\n```\nprint(1)\n````\n```text\nout\n```\n', encoding="utf-8")
+        blocks = parse(f)
+        got = [(b.lang, b.runs, b.skip, b.expect, b.code) for b in blocks]
+        want = [("sh", False, "(r)", [], "exit 1\n"), ("python", True, None, ["a b", "c"], "```\nprint(1)\n"),
+                ("text", False, None, [], "out\n")]
+        if got != want:
+            bad += 1
+            print(f"FAILED - selftest parse: {got!r} != {want!r}")
+    print(f"selftest: {len(cases) + 1 - bad} passed, {bad} failed")
+    return 1 if bad else 0
+
+
 def main() -> int:
     cmd = sys.argv[1] if len(sys.argv) > 1 else "list"
+    if cmd == "selftest":
+        return selftest()
     files = [Path(p).resolve() for p in sys.argv[2:]] or readmes()
     try:
         blocks = [b for f in files for b in parse(f)]

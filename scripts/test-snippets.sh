@@ -21,7 +21,8 @@ trap cleanup EXIT
 started=$(date +%s)
 PYTHON=${PYTHON:-python3}
 
-# The blocks are well-formed and classified before anything is built.
+# The extractor's own rules, then: the blocks are well-formed and classified before anything is built.
+"$PYTHON" scripts/snippets.py selftest
 "$PYTHON" scripts/snippets.py list >/dev/null || { "$PYTHON" scripts/snippets.py list; exit 1; }
 
 cargo build --release -q -p fal-realtime -p fal-realtime-emulator
