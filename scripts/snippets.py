@@ -11,8 +11,9 @@ starts the emulator); stdlib only.
 The convention (also in DEVELOPERS.md):
 
 * Every fence has an info string. Blocks in `rust`, `c`, `cpp`, `python`,
-  `sh` / `bash`, `go` and `csharp` are snippets and run; `text` (output,
-  listings), `toml`, `cmake`, `json` and `ini` never run.
+  `sh` / `bash`, `go` and `csharp` are snippets and run (Go and C# where
+  their toolchains are installed; the go and csharp stages install them);
+  `text` (output, listings), `toml`, `cmake`, `json` and `ini` never run.
 * An HTML comment just before a fence (GitHub does not render it), one or
   more lines of them, changes that:
     <!-- snippet: skip REASON -->       not run (say why: a synopsis, needs fal.ai, ...)
@@ -327,6 +328,10 @@ class Runner:
                 self.skipped += 1
                 print(f"skip - {b.where} go: no go toolchain here (scripts/test-go.sh installs it)")
                 continue
+            if b.lang == "csharp" and (shutil.which("mcs") is None or shutil.which("mono") is None):
+                self.skipped += 1
+                print(f"skip - {b.where} csharp: no Mono here (scripts/test-csharp.sh installs mono-devel)")
+                continue
             if b.lang == "rust":
                 n = rust.index(b)
                 exe = self.rust_bins.get(n)
@@ -357,7 +362,23 @@ class Runner:
         self.report(b, ok, secs, out)
 
     def run_csharp(self, b: Block) -> None:
-        self.report(b, False, "", "C# snippets are not run yet: mark the block `<!-- snippet: skip REASON -->`")
+        """Compiled with Mono's mcs against bindings/csharp/FalRealtime.cs, run with mono."""
+        src = self.work(b, ".cs")
+        src.write_text(b.code, encoding="utf-8")
+        dll = src.parent / "FalRealtime.dll"
+        steps = [["mcs", "-warnaserror", "-target:library", f"-out:{dll}", str(ROOT / "bindings/csharp/FalRealtime.cs")],
+                 ["mcs", "-warnaserror", f"-r:{dll}", f"-out:{src.with_suffix('.exe')}", str(src)]]
+        for cmd in steps:
+            cc = subprocess.run(cmd, cwd=src.parent, capture_output=True, text=True, timeout=120)
+            if cc.returncode != 0:
+                return self.report(b, False, " (compile)", cc.stdout + cc.stderr)
+        saved = self.env
+        self.env = dict(saved, LD_LIBRARY_PATH=f"{self.libdir}:{saved.get('LD_LIBRARY_PATH', '')}")
+        try:
+            ok, out, secs = self.run_cmd(b, ["mono", "--debug", str(src.with_suffix(".exe"))], src.parent)
+        finally:
+            self.env = saved
+        self.report(b, ok, secs, out)
 
 
 def selftest() -> int:
