@@ -6,7 +6,8 @@
 # sources), starts an emulator on a free port, points FAL_RUN_HOST /
 # FAL_REST_URL / FAL_KEY at it as the root README says, puts target/release on
 # PATH, and runs the Rust (one package, one build), C, C++, Python, shell, Go
-# and C# blocks (Go / C# where their toolchains are installed), each under a timeout. Prints `snippets: N passed, N failed`.
+# and C# blocks (Go / C# where their toolchains are installed), each under a
+# timeout. Prints `snippets: N passed, N failed`.
 # Environment: PY_VENV (a venv with the wheel to use), SNIPPET_ONLY=rust,c,...
 set -euo pipefail
 cd "$(dirname "$0")/.."
