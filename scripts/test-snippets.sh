@@ -26,9 +26,6 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" scripts/snippets.py selftest
 "$PYTHON" scripts/snippets.py list >/dev/null || { "$PYTHON" scripts/snippets.py list; exit 1; }
 
-cargo build --release -q -p fal-realtime -p fal-realtime-emulator
-ln -sfn libfal_realtime.so target/release/libfal_realtime.so.0
-
 # A venv whose wheel is newer than every source it is built from, else a fresh install.
 newest_source() {
   find src bindings/python/src bindings/python/python bindings/python/Cargo.toml bindings/python/pyproject.toml \
@@ -52,6 +49,11 @@ if [ -z "$VENV" ]; then
     ./bindings/python
 fi
 echo "== snippets: python $VENV"
+
+# After the wheel: maturin builds in the same target dir, and may rebuild the
+# library with other features.
+cargo build --release -q -p fal-realtime -p fal-realtime-emulator
+ln -sfn libfal_realtime.so target/release/libfal_realtime.so.0
 
 start_emulator EMU snippets || { echo "the emulator did not start"; exit 1; }
 echo "== snippets: emulator on $EMU"
