@@ -5,12 +5,15 @@
 # suites (scripts/test-fuzz.sh: nightly + cargo-fuzz, installed if missing).
 # The go and csharp stages (scripts/test-go.sh, scripts/test-csharp.sh: golang-go
 # and mono-devel from Debian, installed if missing) test bindings/go and
-# bindings/csharp, and the C log sink (scripts/test-logger.sh).
-# Usage: scripts/test.sh [rust|c|python|bench|fuzz|go|csharp ...]   (default: all)
+# bindings/csharp, and the C log sink (scripts/test-logger.sh). The snippets
+# stage (scripts/test-snippets.sh) runs every code block of every README as
+# written against the emulator; it runs last, so that the python stage's wheel
+# and the go stage's toolchain are there (alone, it builds what it needs).
+# Usage: scripts/test.sh [rust|c|python|bench|fuzz|go|csharp|snippets ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 stages=("$@")
-[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench fuzz go csharp)
+[ ${#stages[@]} -gt 0 ] || stages=(rust c python bench fuzz go csharp snippets)
 passed=0
 failed=0
 for s in "${stages[@]}"; do

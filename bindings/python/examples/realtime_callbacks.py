@@ -3,24 +3,14 @@ throttled sends (the latest input of a burst always goes out), reconnect on
 the next send after any close. Callbacks run on a library thread.
 
     FAL_KEY=... python realtime_callbacks.py fal-ai/fast-lcm-diffusion
-    EMULATOR=127.0.0.1:8080 python realtime_callbacks.py
+    # against the local emulator (`fal-realtime serve --port 8080`):
+    FAL_RUN_HOST=ws://127.0.0.1:8080 FAL_REST_URL=http://127.0.0.1:8080 FAL_KEY=test-key python realtime_callbacks.py
 """
 
-import os
 import sys
 import threading
 
 import fal_realtime
-
-
-def client() -> fal_realtime.Client:
-    host = os.environ.get("EMULATOR")
-    if host:
-        return fal_realtime.Client(
-            key="test-key", run_host=f"ws://{host}", rest_url=f"http://{host}", allow_insecure_ws=True
-        )
-    return fal_realtime.Client()
-
 
 done = threading.Event()
 
@@ -37,7 +27,8 @@ def on_error(error: fal_realtime.FalRealtimeError) -> None:
 
 
 app = sys.argv[1] if len(sys.argv) > 1 else "demo/echo"
-with client().connect(app, on_result=on_result, on_error=on_error, on_state=print) as conn:
+client = fal_realtime.Client()  # FAL_KEY, FAL_RUN_HOST, FAL_REST_URL
+with client.connect(app, on_result=on_result, on_error=on_error, on_state=print) as conn:
     for seed in range(10):  # e.g. a slider moving: intermediate inputs may be skipped
         conn.send({"prompt": "a photo of a fox", "seed": seed})
     done.wait(30)

@@ -45,6 +45,24 @@ pub fn invalid(message: impl Into<String>) -> PyErr {
     of_kind(ErrorKind::InvalidArgument, message)
 }
 
+/// What `recv` of a raw WebSocket raises once it has ended, as `websockets`:
+/// `ConnectionClosedOK` after a clean close (1000/1001), else `ClosedError`
+/// (`fal_realtime._errors._ws_end`). `info`: the close code and reason.
+pub fn ws_end(py: Python<'_>, info: Option<(u16, String)>) -> PyErr {
+    let (code, reason) = match info {
+        Some((c, r)) => (Some(c), Some(r)),
+        None => (None, None),
+    };
+    let exc = py
+        .import("fal_realtime._errors")
+        .and_then(|m| m.getattr("_ws_end"))
+        .and_then(|f| f.call1((code, reason)));
+    match exc {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
 /// `NotConnectedError`: the connection was closed by the caller.
 pub fn closed_by_caller() -> PyErr {
     of_kind(ErrorKind::NotConnected, "the connection is closed")

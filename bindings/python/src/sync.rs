@@ -229,20 +229,22 @@ impl WsConnection {
         self.core.send_frame(py, frame)
     }
 
-    /// The next frame (`bytes` or `str`); `None` once the connection has closed cleanly.
-    /// With `timeout` (seconds), raises `FalTimeoutError` (a `TimeoutError`) when
-    /// nothing arrives in time. `decode`, as in `websockets`: `True` returns binary
-    /// frames as `str` (UTF-8), `False` text frames as `bytes`.
+    /// The next frame (`bytes` or `str`). Once the connection has ended, raises as
+    /// `websockets` does: `ConnectionClosedOK` after a clean close (1000/1001), else
+    /// `ClosedError` with the code. With `timeout` (seconds), raises
+    /// `FalTimeoutError` (a `TimeoutError`) when nothing arrives in time. `decode`,
+    /// as in `websockets`: `True` returns binary frames as `str` (UTF-8), `False`
+    /// text frames as `bytes`.
     #[pyo3(signature = (timeout = None, decode = None))]
     fn recv<'py>(
         &self,
         py: Python<'py>,
         timeout: Option<f64>,
         decode: Option<bool>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+    ) -> PyResult<Bound<'py, PyAny>> {
         match self.core.recv(py, timeout)? {
-            Some(v) => apply_decode(py, v, decode).map(Some),
-            None => Ok(None),
+            Some(v) => apply_decode(py, v, decode),
+            None => Err(errors::ws_end(py, self.core.halves.try_close_info())),
         }
     }
 

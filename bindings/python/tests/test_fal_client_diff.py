@@ -146,11 +146,6 @@ def _check_ws_abnormal(fal: Any, ours: Any) -> None:
     assert [f["code"] for f in fal] == [[4321, "closing as asked"], [1006, ""]]
 
 
-def _check_ws_recv_after_close(fal: Any, ours: Any) -> None:
-    assert fal["returned"] is False and fal["_type"] == "websockets.exceptions.ConnectionClosedOK"
-    assert ours["returned"] is True and ours["value"] is None
-
-
 #: Deliberate differences: scenario -> (what differs, the check of both sides).
 DIFFERENCES: Dict[str, Tuple[str, Callable[[Any, Any], None]]] = {
     "rt_error_in_a_binary_frame": (
@@ -192,11 +187,6 @@ DIFFERENCES: Dict[str, Tuple[str, Callable[[Any, Any], None]]] = {
         "(fal_client: websockets' ConnectionClosedError); close_code/close_reason agree",
         _check_ws_abnormal,
     ),
-    "ws_recv_after_a_clean_close": (
-        "ws_connect: recv() after a clean close returns None, as every recv of this package "
-        "(websockets raises ConnectionClosedOK); `for frame in ws` ends cleanly in both",
-        _check_ws_recv_after_close,
-    ),
 }
 
 #: Scenarios whose outcomes must agree (every option and error path not listed above).
@@ -228,6 +218,7 @@ SAME = [
     "ws_options_and_module_level",
     "ws_close_codes",
     "aws_frames_and_close",
+    "ws_recv_after_a_clean_close",
 ]
 
 
@@ -272,3 +263,7 @@ def test_selected_outcomes_are_what_fal_client_users_expect(
             "Invalid app id: not-an-app-id. Must be in the format <appOwner>/<appId>"
         )
         assert run["ws_close_codes"][0] == [4000, "bye"] and run["ws_close_codes"][1] == [1000, ""]
+        assert run["ws_recv_after_a_clean_close"]["returned"] is False
+    # recv() after a clean close raises ConnectionClosedOK in both: websockets' class, and ours.
+    assert fal["ws_recv_after_a_clean_close"]["_type"] == "websockets.exceptions.ConnectionClosedOK"
+    assert ours["ws_recv_after_a_clean_close"]["_type"] == "fal_realtime._errors.ConnectionClosedOK"

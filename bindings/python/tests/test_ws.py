@@ -45,3 +45,64 @@ def test_ws_connect_abnormal_close(client: Client) -> None:
         with pytest.raises(fal_realtime.ClosedError) as ei:
             ws.recv(timeout=10)
         assert ei.value.code == 4321
+
+
+def test_ws_recv_after_a_clean_close_raises_connection_closed_ok(client: Client) -> None:
+    import pytest
+
+    # Closed by us: recv raises ConnectionClosedOK (as websockets), on every call; iteration ends.
+    with client.ws_connect("owner/echo") as ws:
+        ws.send("x")
+        assert ws.recv(timeout=10) == "x"
+        ws.close()
+        for _ in range(2):
+            with pytest.raises(fal_realtime.ConnectionClosedOK) as ei:
+                ws.recv(timeout=10)
+            assert ei.value.code == 1000 and isinstance(ei.value, fal_realtime.ClosedError)
+        assert list(ws) == []
+    # Closed by the server with 1000: iteration ends cleanly, then recv raises.
+    with client.ws_connect("owner/control", path="/realtime") as ws:
+        ws.send(fal_realtime.packb({"do": "close", "code": 1000}))
+        assert list(ws) == []
+        with pytest.raises(fal_realtime.ConnectionClosedOK):
+            ws.recv(timeout=10)
+    # After an abnormal end: the error once, then ClosedError with the code (never ConnectionClosedOK).
+    with client.ws_connect("owner/control", path="/realtime") as ws:
+        ws.send(fal_realtime.packb({"do": "close", "code": 4321}))
+        with pytest.raises(fal_realtime.ClosedError) as first:
+            ws.recv(timeout=10)
+        with pytest.raises(fal_realtime.ClosedError) as again:
+            ws.recv(timeout=10)
+        assert not isinstance(first.value, fal_realtime.ConnectionClosedOK)
+        assert not isinstance(again.value, fal_realtime.ConnectionClosedOK)
+        assert first.value.code == again.value.code == 4321
+    # A realtime connection's recv still returns None at a clean end (as fal_client).
+    with client.realtime("owner/control") as conn:
+        conn.send({"do": "close", "code": 1000})
+        assert conn.recv(timeout=10) is None
+
+
+async def test_ws_async_recv_after_a_clean_close_raises_connection_closed_ok(client: Client) -> None:
+    import pytest
+
+    async with client.ws_connect_async("owner/echo") as ws:
+        await ws.send("x")
+        assert await ws.recv(timeout=10) == "x"
+        await ws.close()
+        for _ in range(2):
+            with pytest.raises(fal_realtime.ConnectionClosedOK) as ei:
+                await ws.recv(timeout=10)
+            assert ei.value.code == 1000
+        assert [f async for f in ws] == []
+    async with client.ws_connect_async("owner/control", path="/realtime") as ws:
+        await ws.send(fal_realtime.packb({"do": "close", "code": 1000}))
+        assert [f async for f in ws] == []
+        with pytest.raises(fal_realtime.ConnectionClosedOK):
+            await ws.recv(timeout=10)
+    async with client.ws_connect_async("owner/control", path="/realtime") as ws:
+        await ws.send(fal_realtime.packb({"do": "close", "code": 4321}))
+        with pytest.raises(fal_realtime.ClosedError):
+            await ws.recv(timeout=10)
+        with pytest.raises(fal_realtime.ClosedError) as again:
+            await ws.recv(timeout=10)
+        assert not isinstance(again.value, fal_realtime.ConnectionClosedOK) and again.value.code == 4321

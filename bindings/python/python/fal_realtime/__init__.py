@@ -44,6 +44,7 @@ from ._errors import (
     AuthError,
     ClosedError,
     ConnectError,
+    ConnectionClosedOK,
     CredentialsError,
     DecodeError,
     EncodeError,
@@ -59,6 +60,7 @@ from ._errors import (
     RealtimeError,
     TlsError,
     TokenProviderError,
+    _ws_end,
 )
 from ._native import CallbackConnection, RealtimeConnection, Stats, WsConnection, packb, unpackb
 from ._support import ExtType
@@ -103,6 +105,7 @@ __all__ = [
     "FalTimeoutError",
     "RealtimeError",
     "ClosedError",
+    "ConnectionClosedOK",
     "DecodeError",
     "EncodeError",
     "NotConnectedError",
@@ -259,16 +262,20 @@ class AsyncWsConnection:
         if pending is not None:
             await pending
 
-    async def recv(self, timeout: Optional[float] = None, decode: Optional[bool] = None) -> Union[bytes, str, None]:
-        """The next frame (``bytes`` or ``str``); ``None`` once the connection has closed cleanly.
+    async def recv(self, timeout: Optional[float] = None, decode: Optional[bool] = None) -> Union[bytes, str]:
+        """The next frame (``bytes`` or ``str``).
 
-        With ``timeout`` (seconds), raises :class:`FalTimeoutError` (a
-        ``TimeoutError``) when nothing arrives in time. ``decode``, as in
-        ``websockets``: ``True`` returns binary frames as ``str`` (UTF-8),
-        ``False`` text frames as ``bytes``.
+        Once the connection has ended, raises as ``websockets`` does:
+        :class:`ConnectionClosedOK` after a clean close (1000/1001), else
+        :class:`ClosedError` with the code. With ``timeout`` (seconds), raises
+        :class:`FalTimeoutError` (a ``TimeoutError``) when nothing arrives in
+        time. ``decode``, as in ``websockets``: ``True`` returns binary frames
+        as ``str`` (UTF-8), ``False`` text frames as ``bytes``.
         """
         frame = cast(Union[bytes, str, None], await _recv(self._c, timeout))
-        return _decode_frame(frame, decode)
+        if frame is None:
+            raise _ws_end(self._c.close_code, self._c.close_reason)
+        return cast(Union[bytes, str], _decode_frame(frame, decode))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` and ``reason`` and wait up to 1 s for the server's
@@ -305,7 +312,7 @@ class AsyncWsConnection:
 
     async def __anext__(self) -> Union[bytes, str]:
         """The next frame; stops when the connection has closed cleanly."""
-        frame = await self.recv()
+        frame = cast(Union[bytes, str, None], await _recv(self._c, None))
         if frame is None:
             raise StopAsyncIteration
         return frame

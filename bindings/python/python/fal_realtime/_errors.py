@@ -29,6 +29,7 @@ __all__ = [
     "FalTimeoutError",
     "RealtimeError",
     "ClosedError",
+    "ConnectionClosedOK",
     "DecodeError",
     "EncodeError",
     "NotConnectedError",
@@ -251,6 +252,26 @@ class ClosedError(RealtimeError):
         self.code = code
         super().__init__("CONNECTION_CLOSED", reason, {"code": code}, status=status, body=body)
         self.close_code = code
+
+
+class ConnectionClosedOK(ClosedError):
+    """``recv()`` of a raw WebSocket (``ws_connect``) after it closed cleanly: both
+    close frames said 1000 or 1001 (also when you closed it), as
+    ``websockets.exceptions.ConnectionClosedOK`` (what ``fal_client``'s ``ws_connect``
+    raises then). ``code`` is the close code. Iteration (``for frame in ws``) ends
+    without it. Realtime connections' ``recv`` returns ``None`` at a clean end instead.
+    """
+
+
+def _ws_end(code: Optional[int], reason: Optional[str]) -> ClosedError:
+    """What ``recv()`` of a raw WebSocket raises once it has ended (called by the extension):
+    :class:`ConnectionClosedOK` after a clean close, else :class:`ClosedError` with the code,
+    on every call (as ``websockets``)."""
+    code = 1000 if code is None else code
+    detail = f"code {code}, reason {reason!r}" if reason else f"code {code}"
+    if code in (1000, 1001):
+        return ConnectionClosedOK(f"the WebSocket is closed ({detail})", code)
+    return ClosedError(f"the WebSocket closed abnormally ({detail})", code)
 
 
 class DecodeError(FalRealtimeError, ValueError):

@@ -110,8 +110,9 @@ class WsConnection:
 
     def send(self, data: Union[bytes, bytearray, memoryview, str]) -> None:
         """Send ``bytes`` (a binary frame) or ``str`` (a text frame)."""
-    def recv(self, timeout: Optional[float] = None, decode: Optional[bool] = None) -> Union[bytes, str, None]:
-        """The next frame; ``None`` once the connection has closed cleanly.
+    def recv(self, timeout: Optional[float] = None, decode: Optional[bool] = None) -> Union[bytes, str]:
+        """The next frame. Once the connection has ended: ``ConnectionClosedOK`` after a
+        clean close (1000/1001), else ``ClosedError`` with the code (as ``websockets``).
 
         ``decode`` as in ``websockets``: ``True`` binary frames as ``str``, ``False`` text as ``bytes``.
         """
