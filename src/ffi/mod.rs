@@ -4,7 +4,7 @@
 //!
 //! Rules every export follows (they are repeated in the header preamble):
 //!
-//! * One panic boundary ([`boundary`]) per export: no panic crosses into C; a
+//! * One panic boundary (`boundary`) per export: no panic crosses into C; a
 //!   caught panic returns `FAL_RT_PANIC`.
 //! * Every pointer argument is null-checked (`FAL_RT_NULL_ARGUMENT`), every
 //!   string is checked for UTF-8 (`FAL_RT_INVALID_UTF8`).

@@ -18,6 +18,14 @@ import pytest
 
 import fal_realtime
 
+# scripts/test-python.sh runs the suite against the installed wheel and says
+# where it is installed: the tests must not import a source tree.
+_EXPECTED_SITE = os.environ.get("FAL_REALTIME_EXPECT_INSTALLED")
+if _EXPECTED_SITE:
+    _where = Path(fal_realtime.__file__).resolve()
+    if not _where.is_relative_to(Path(_EXPECTED_SITE).resolve()):
+        raise RuntimeError(f"fal_realtime imported from {_where}, not from the installed wheel in {_EXPECTED_SITE}")
+
 KEY = "test-key"
 REPO = Path(__file__).resolve().parents[3]
 LISTENING = re.compile(r"listening on (https?)://([^\s/]+)")
