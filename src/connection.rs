@@ -45,7 +45,23 @@ pub trait RealtimeHandler: Send + Sync + 'static {
     fn on_state(&self, state: ConnectionState) {
         let _ = state;
     }
+    /// Several results that were ready at once (every one readable when the
+    /// connection woke, at most [`RESULT_BATCH`]), in order. The default
+    /// calls [`on_result`](Self::on_result) for each. A host whose callbacks
+    /// need a lock overrides it to take the lock once per batch (the Python
+    /// door takes the GIL once). The iterator ends early when a callback of
+    /// the batch closed or shut down its own connection: results after that
+    /// are not delivered, as if they had arrived after the close.
+    fn on_results(&self, messages: &mut dyn Iterator<Item = Message>) {
+        for m in messages {
+            self.on_result(m);
+        }
+    }
 }
+
+/// The most results one wake-up of a connection delivers in a batch
+/// ([`RealtimeHandler::on_results`]) before it looks at its commands again.
+pub const RESULT_BATCH: usize = 64;
 
 type ResultFn = Box<dyn Fn(Message) + Send + Sync>;
 type ErrorFn = Box<dyn Fn(Error) + Send + Sync>;
@@ -161,6 +177,41 @@ struct Outbox {
     cmds: Vec<Cmd>,
 }
 
+/// The results of one wake-up, handed to `on_results`.
+struct Batch<'a> {
+    it: std::vec::IntoIter<Message>,
+    owner: *const Shared,
+    stats: &'a StatsCell,
+}
+
+impl Batch<'_> {
+    /// Whether a callback of this batch closed or shut down its connection.
+    fn closed(&self) -> bool {
+        OUTBOX.with(|o| {
+            o.borrow().as_ref().is_some_and(|out| {
+                std::ptr::eq(out.owner, self.owner)
+                    && out
+                        .cmds
+                        .iter()
+                        .any(|c| matches!(c, Cmd::Close | Cmd::Shutdown(_)))
+            })
+        })
+    }
+}
+
+impl Iterator for Batch<'_> {
+    type Item = Message;
+
+    fn next(&mut self) -> Option<Message> {
+        if self.closed() {
+            return None;
+        }
+        let m = self.it.next()?;
+        StatsCell::inc(&self.stats.results);
+        Some(m)
+    }
+}
+
 /// Whether the calling thread is inside a handler callback of this library.
 pub fn in_callback() -> bool {
     IN_CALLBACK.with(Cell::get)
@@ -203,6 +254,41 @@ impl Shared {
     fn emit_result(&self, m: Message) {
         StatsCell::inc(&self.stats.results);
         self.call(|h| h.on_result(m));
+    }
+
+    /// Deliver a batch through `on_results`, each result counted when the
+    /// handler takes it. A panic inside a callback loses only that result:
+    /// the rest still reach the handler.
+    fn emit_results(&self, batch: Vec<Message>) {
+        if batch.len() == 1 {
+            for m in batch {
+                self.emit_result(m);
+            }
+            return;
+        }
+        let h = self.handler();
+        let mut it = Batch {
+            it: batch.into_iter(),
+            owner: self as *const Shared,
+            stats: &self.stats,
+        };
+        let prev = IN_CALLBACK.with(|c| c.replace(true));
+        while it.it.len() > 0 && !it.closed() {
+            let before = it.it.len();
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_results(&mut it))).is_err() {
+                log::error!("fal-realtime: a connection callback panicked; the connection keeps going");
+            } else if it.it.len() == before {
+                // A handler that took nothing: one at a time, so none is lost.
+                if let Some(m) = it.next() {
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_result(m))).is_err() {
+                        log::error!(
+                            "fal-realtime: a connection callback panicked; the connection keeps going"
+                        );
+                    }
+                }
+            }
+        }
+        IN_CALLBACK.with(|c| c.set(prev));
     }
 
     fn emit_error(&self, e: Error) {
@@ -440,6 +526,8 @@ impl RealtimeConnection {
 }
 
 type TokenFut = Pin<Box<dyn Future<Output = Result<Token>> + Send>>;
+type WsRead =
+    std::result::Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>;
 
 /// How the open loop ended.
 enum Next {
@@ -674,6 +762,111 @@ impl Actor {
         Next::Idle
     }
 
+    /// What the socket gave, then every further message already readable
+    /// (at most [`RESULT_BATCH`] results): the results go to the handler as
+    /// one batch, in order with everything else (a batch is delivered before
+    /// any other incoming item is handled). `Some` when the open loop must end.
+    async fn on_read(
+        &mut self,
+        ws: &mut WsStream,
+        first: Option<WsRead>,
+        ka: &mut KeepAlive,
+    ) -> Option<Next> {
+        let mut batch: Vec<Message> = Vec::new();
+        let mut msg = first;
+        loop {
+            if matches!(msg, Some(Ok(_))) {
+                ka.heard();
+            }
+            match map_read(msg, &self.shared.stats) {
+                Read::Frame(frame) => match decode_frame(&self.decoder, frame) {
+                    Incoming::Result(m) => batch.push(m),
+                    other => {
+                        if let Some(next) = self.deliver(ws, &mut batch).await {
+                            return Some(next);
+                        }
+                        if let Some(next) = self.on_incoming(ws, other).await {
+                            return Some(next);
+                        }
+                    }
+                },
+                Read::Skip => {}
+                Read::End { error, close, .. } => {
+                    if let Some(next) = self.deliver(ws, &mut batch).await {
+                        return Some(next);
+                    }
+                    close_ws(ws, close).await;
+                    if let Some(e) = error {
+                        self.shared
+                            .emit_error(e.map_message(|m| format!("{m}; {}", Style::Callback.next_step())));
+                    }
+                    self.shared.set_state(ConnectionState::Closed);
+                    return Some(Next::Idle);
+                }
+            }
+            if batch.len() >= RESULT_BATCH {
+                break;
+            }
+            // Already readable? Polled with this task's waker, so a `Pending`
+            // leaves the socket registered for the next wake-up. (The loop's
+            // `select!` would make this same read next anyway.)
+            match std::future::poll_fn(|cx| std::task::Poll::Ready(ws.poll_next_unpin(cx))).await {
+                std::task::Poll::Ready(m) => msg = m,
+                std::task::Poll::Pending => break,
+            }
+        }
+        self.deliver(ws, &mut batch).await
+    }
+
+    /// Hand the batch to the handler with the outbox open, then run what
+    /// its callbacks asked of this connection.
+    async fn deliver(&mut self, ws: &mut WsStream, batch: &mut Vec<Message>) -> Option<Next> {
+        if batch.is_empty() {
+            return None;
+        }
+        let msgs = std::mem::take(batch);
+        let mut cmds = self.with_outbox(|s| s.emit_results(msgs)).into_iter();
+        while let Some(cmd) = cmds.next() {
+            if let Some(next) = self.on_cmd(ws, cmd).await {
+                // What the callback asked for after that runs next.
+                self.backlog.extend(cmds);
+                return Some(next);
+            }
+        }
+        None
+    }
+
+    /// An incoming item that is not a result.
+    async fn on_incoming(&mut self, ws: &mut WsStream, item: Incoming) -> Option<Next> {
+        match item {
+            Incoming::Result(m) => {
+                let mut batch = vec![m];
+                return self.deliver(ws, &mut batch).await;
+            }
+            Incoming::Control { timing } => {
+                if let Some(t) = timing {
+                    self.shared.stats.set_timing(t);
+                }
+            }
+            Incoming::Timeout => {
+                // Idle session closed by the server: not an error.
+                graceful_close(ws).await;
+                self.shared.set_state(ConnectionState::Closed);
+                return Some(Next::Idle);
+            }
+            Incoming::Unauthorized(e) => {
+                self.token = None;
+                self.pending = None;
+                graceful_close(ws).await;
+                self.shared.emit_error(link::unauthorized(e, Style::Callback));
+                self.shared.set_state(ConnectionState::Closed);
+                return Some(Next::Idle);
+            }
+            Incoming::ServerError(e) | Incoming::Undecodable(e) => self.shared.emit_error(e),
+        }
+        None
+    }
+
     async fn open_loop(&mut self, mut ws: WsStream) -> Next {
         StatsCell::inc(&self.shared.stats.connects);
         self.throttle.reset();
@@ -743,52 +936,8 @@ impl Actor {
                     }
                 }
                 msg = ws.next() => {
-                    if matches!(msg, Some(Ok(_))) {
-                        ka.heard();
-                    }
-                    let frame = match map_read(msg, &self.shared.stats) {
-                        Read::Frame(f) => f,
-                        Read::Skip => continue,
-                        Read::End { error, close, .. } => {
-                            close_ws(&mut ws, close).await;
-                            if let Some(e) = error {
-                                self.shared.emit_error(e.map_message(|m| format!("{m}; {}", Style::Callback.next_step())));
-                            }
-                            self.shared.set_state(ConnectionState::Closed);
-                            return Next::Idle;
-                        }
-                    };
-                    match decode_frame(&self.decoder, frame) {
-                        Incoming::Result(m) => {
-                            let mut cmds = self.with_outbox(|s| s.emit_result(m)).into_iter();
-                            while let Some(cmd) = cmds.next() {
-                                if let Some(next) = self.on_cmd(&mut ws, cmd).await {
-                                    // What the callback asked for after that runs next.
-                                    self.backlog.extend(cmds);
-                                    return next;
-                                }
-                            }
-                        }
-                        Incoming::Control { timing } => {
-                            if let Some(t) = timing {
-                                self.shared.stats.set_timing(t);
-                            }
-                        }
-                        Incoming::Timeout => {
-                            // Idle session closed by the server: not an error.
-                            graceful_close(&mut ws).await;
-                            self.shared.set_state(ConnectionState::Closed);
-                            return Next::Idle;
-                        }
-                        Incoming::Unauthorized(e) => {
-                            self.token = None;
-                            self.pending = None;
-                            graceful_close(&mut ws).await;
-                            self.shared.emit_error(link::unauthorized(e, Style::Callback));
-                            self.shared.set_state(ConnectionState::Closed);
-                            return Next::Idle;
-                        }
-                        Incoming::ServerError(e) | Incoming::Undecodable(e) => self.shared.emit_error(e),
+                    if let Some(next) = self.on_read(&mut ws, msg, &mut ka).await {
+                        return next;
                     }
                 }
                 _ = sleep_until(refresh_at.unwrap_or_else(far_future)), if refresh_at.is_some() && refresh.is_none() => {

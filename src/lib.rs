@@ -57,7 +57,9 @@ pub use config::{
     DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PING_TIMEOUT, DEFAULT_READ_BUFFER_SIZE,
     DEFAULT_REST_URL, DEFAULT_RUN_HOST, DEFAULT_TOKEN_EXPIRATION, MIN_TOKEN_EXPIRATION,
 };
-pub use connection::{in_callback, ConnectionState, FnHandler, RealtimeConnection, RealtimeHandler};
+pub use connection::{
+    in_callback, ConnectionState, FnHandler, RealtimeConnection, RealtimeHandler, RESULT_BATCH,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use session::{RealtimeReceiver, RealtimeSender, RealtimeSession};
 pub use stats::Stats;

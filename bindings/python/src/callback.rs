@@ -63,19 +63,37 @@ impl PyHandler {
     }
 }
 
+impl PyHandler {
+    fn deliver(&self, py: Python<'_>, cb: &Py<PyAny>, message: &Message) {
+        match hooks::message_to_py(py, message) {
+            Ok(v) => {
+                if let Err(e) = cb.bind(py).call1((v,)) {
+                    log_callback_error(py, "on_result", e);
+                }
+            }
+            Err(e) => self.report_error(py, e.into_value(py).into_bound(py).into_any()),
+        }
+    }
+}
+
 impl RealtimeHandler for PyHandler {
     fn on_result(&self, message: Message) {
         crate::attach(|py| {
-            let Some(cb) = self.slot.get(py, |c| c.on_result.as_ref()) else {
-                return;
-            };
-            match hooks::message_to_py(py, &message) {
-                Ok(v) => {
-                    if let Err(e) = cb.bind(py).call1((v,)) {
-                        log_callback_error(py, "on_result", e);
-                    }
+            if let Some(cb) = self.slot.get(py, |c| c.on_result.as_ref()) {
+                self.deliver(py, &cb, &message);
+            }
+        });
+    }
+
+    /// Every result that was ready at once, under one GIL hold: one thread
+    /// state and one GIL hand-off per batch instead of per message.
+    fn on_results(&self, messages: &mut dyn Iterator<Item = Message>) {
+        crate::attach(|py| {
+            for message in messages {
+                // Looked up per message: a callback may replace the handler's callbacks.
+                if let Some(cb) = self.slot.get(py, |c| c.on_result.as_ref()) {
+                    self.deliver(py, &cb, &message);
                 }
-                Err(e) => self.report_error(py, e.into_value(py).into_bound(py).into_any()),
             }
         });
     }
