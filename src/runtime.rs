@@ -8,7 +8,7 @@
 //!
 //! Lifetime: a runtime used from Rust or Python ([`shared`], or [`handle`] /
 //! [`block_on`] outside a C call) lives as long as the process. A runtime
-//! used only by the C door lives while a C object holds a [`Lease`] on it:
+//! used only by the C door lives while a C object holds a `Lease` on it:
 //! when the last one is dropped (the last client, realtime connection or
 //! socket is freed), its threads are stopped, so that a host can exit or
 //! unload the library; the next C object starts a new one.
@@ -16,7 +16,7 @@
 //! Every thread of every runtime this library builds (the shared one and the
 //! C door's per-session ones, workers and blocking-pool threads) and every
 //! other thread it spawns calls the process-wide thread hooks
-//! ([`set_thread_hooks`]) when it starts and before it exits.
+//! (`set_thread_hooks`, `fal_rt_set_thread_hooks` in C) when it starts and before it exits.
 
 use once_cell::sync::OnceCell;
 use std::cell::Cell;
