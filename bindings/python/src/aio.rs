@@ -462,6 +462,12 @@ impl AsyncConnection {
         if this.closed.load(Ordering::Acquire) && !queued {
             return Ok((true, py.None().into_bound(py)));
         }
+        if !queued {
+            // Read ahead by an earlier recv: no runtime entry, no future.
+            if let Some(out) = this.halves.take_ready() {
+                return recv_result(py, out).map(|v| (true, v));
+            }
+        }
         let halves = this.halves.clone();
         let mut fut: BoxFut<Option<CoreResult<Item>>> = Box::pin(async move { halves.recv().await });
         if !queued {

@@ -7,7 +7,10 @@ use fal_realtime::{
     Error, ErrorKind, Frame, Message, RealtimeReceiver, RealtimeSender, Result, Stats, WsReceiver, WsSender,
 };
 use pyo3::prelude::*;
+use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use tokio::sync::Mutex;
 
 pub enum Tx {
@@ -133,15 +136,24 @@ pub fn idle_timeout_error(py: Python<'_>, body: String) -> PyErr {
 pub struct Halves {
     pub tx: Arc<Mutex<Tx>>,
     pub rx: Arc<Mutex<Rx>>,
+    /// Read ahead: what was already readable when a `recv` got its item, in
+    /// order (at most `READ_AHEAD`), so the next `recv`s take it without
+    /// entering the runtime (`take_ready`) — the pipelined case, where each
+    /// wake-up finds many results.
+    ahead: Arc<std::sync::Mutex<VecDeque<Option<Result<Item>>>>>,
     last_stats: Arc<std::sync::Mutex<Stats>>,
     last_close: Arc<std::sync::Mutex<Option<(u16, String)>>>,
 }
+
+/// The most items one `recv` reads ahead.
+const READ_AHEAD: usize = 63;
 
 impl Halves {
     pub fn new(tx: Tx, rx: Rx) -> Self {
         Halves {
             tx: Arc::new(Mutex::new(tx)),
             rx: Arc::new(Mutex::new(rx)),
+            ahead: Default::default(),
             last_stats: Default::default(),
             last_close: Default::default(),
         }
@@ -151,8 +163,45 @@ impl Halves {
         self.tx.lock().await.send(f).await
     }
 
+    /// The next item: one read ahead, else the next from the socket, after
+    /// which every item already readable is read ahead (polled once each with
+    /// this task's waker: the read a following `recv` would make anyway).
+    /// Cancel-safe, as `Rx::recv`.
     pub async fn recv(&self) -> Option<Result<Item>> {
-        self.rx.lock().await.recv().await
+        if let Some(x) = self.take_ready() {
+            return x;
+        }
+        let mut rx = self.rx.lock().await;
+        // Another receiver may have read ahead while this one waited for the lock.
+        if let Some(x) = self.take_ready() {
+            return x;
+        }
+        let first = rx.recv().await;
+        if matches!(first, Some(Ok(_))) {
+            let mut more = VecDeque::new();
+            while more.len() < READ_AHEAD {
+                let mut next = std::pin::pin!(rx.recv());
+                match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                    Poll::Ready(x) => {
+                        let end = !matches!(x, Some(Ok(_)));
+                        more.push_back(x);
+                        if end {
+                            break;
+                        }
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if !more.is_empty() {
+                self.ahead.lock().unwrap_or_else(|p| p.into_inner()).extend(more);
+            }
+        }
+        first
+    }
+
+    /// An item read ahead, without waiting; `None` when there is none.
+    pub fn take_ready(&self) -> Option<Option<Result<Item>>> {
+        self.ahead.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
     }
 
     /// Send a close frame (`code` and `reason` for raw sockets, else 1000),

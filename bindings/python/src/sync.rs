@@ -64,7 +64,12 @@ impl SyncCore {
         }
         let deadline = util::deadline(timeout)?;
         let halves = &self.halves;
-        match util::block_on(py, self.rt(), halves.recv(), deadline)? {
+        // Read ahead by an earlier recv: no runtime entry, no GIL hand-off.
+        let got = match halves.take_ready() {
+            Some(x) => Some(x),
+            None => util::block_on(py, self.rt(), halves.recv(), deadline)?,
+        };
+        match got {
             None => Err(errors::of_kind(
                 ErrorKind::Timeout,
                 format!("no message within {:.3} s", timeout.unwrap_or(0.0)),
