@@ -99,7 +99,17 @@ pub fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         .call0()
 }
 
-/// `asyncio.get_running_loop()`, or `None` outside a running loop.
+/// `asyncio.get_running_loop()`, or `None` outside a running loop. Never
+/// imports asyncio itself (it and `ssl` add ~11 MiB to a process): a loop can
+/// only be running where asyncio was imported already.
 pub fn running_loop_opt(py: Python<'_>) -> Option<Py<PyAny>> {
+    let loaded = py
+        .import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .and_then(|m| m.contains("asyncio"))
+        .unwrap_or(true);
+    if !loaded {
+        return None;
+    }
     running_loop(py).ok().map(Bound::unbind)
 }

@@ -19,7 +19,6 @@ to the ``fal_realtime`` logger.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import threading
 import weakref
@@ -155,6 +154,8 @@ async def _recv(native: _native.AsyncConnection, timeout: Optional[float]) -> An
         return value
     if timeout is None:
         return await value
+    import asyncio  # imported lazily (with ssl it is ~11 MiB); loaded already in a coroutine
+
     try:
         return await asyncio.wait_for(value, timeout)
     except asyncio.TimeoutError:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from typing import Any, Awaitable, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Optional, Union
+
+if TYPE_CHECKING:  # asyncio and inspect load lazily: asyncio (with ssl) alone is ~11 MiB
+    import asyncio
 
 logger = logging.getLogger("fal_realtime")
 
@@ -35,12 +36,17 @@ def _call_token_provider(
 ) -> str:
     """Call a sync or async token provider from a worker thread; return the token."""
     result = provider(app)
-    if inspect.isawaitable(result):
-        if loop is not None and loop.is_running() and not loop.is_closed():
-            future = asyncio.run_coroutine_threadsafe(_await(result), loop)
-            result = future.result(TOKEN_PROVIDER_TIMEOUT)
-        else:
-            result = asyncio.run(_await(result))
+    if not isinstance(result, str):
+        import inspect  # lazily, as asyncio: only async providers need them
+
+        if inspect.isawaitable(result):
+            import asyncio
+
+            if loop is not None and loop.is_running() and not loop.is_closed():
+                future = asyncio.run_coroutine_threadsafe(_await(result), loop)
+                result = future.result(TOKEN_PROVIDER_TIMEOUT)
+            else:
+                result = asyncio.run(_await(result))
     if not isinstance(result, str):
         raise TypeError(f"the token provider returned {type(result).__name__}, expected str")
     return result

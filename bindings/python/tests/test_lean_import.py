@@ -1,0 +1,32 @@
+"""A program that uses only the blocking and callback styles never loads
+asyncio (with ssl, ~11 MiB of a process's memory): it is imported lazily,
+only by the asyncio API and by async token providers; nor ssl (the
+client's TLS is rustls)."""
+
+import subprocess
+import sys
+
+from conftest import KEY, Emulator
+
+SCRIPT = r"""
+import sys, threading
+import fal_realtime
+
+client = fal_realtime.Client(key=sys.argv[2], run_host="ws://" + sys.argv[1], rest_url="http://" + sys.argv[1])
+with client.realtime("me/echo") as conn:
+    conn.send({"prompt": "sync"})
+    assert conn.recv(timeout=30)["prompt"] == "sync"
+got = threading.Event()
+with client.connect("me/echo", on_result=lambda r: got.set()) as conn:
+    conn.send({"prompt": "callback"})
+    assert got.wait(30)
+print("asyncio loaded:", "asyncio" in sys.modules, "ssl loaded:", "ssl" in sys.modules)
+"""
+
+
+def test_sync_and_callback_styles_do_not_import_asyncio(emu: Emulator) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, emu.host, KEY], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "asyncio loaded: False ssl loaded: False" in out.stdout, out.stdout + out.stderr
