@@ -520,6 +520,21 @@ impl AsyncConnection {
         Ok(Some(pyfut))
     }
 
+    /// Give back the outcome of a done `recv` future whose awaiting task was
+    /// cancelled before it resumed: the next `recv` returns (or raises) it,
+    /// ahead of everything later.
+    fn _putback(&self, fut: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = fut.py();
+        let exc = fut.call_method0(intern!(py, "exception"))?;
+        let r = if exc.is_none() {
+            Ok(fut.call_method0(intern!(py, "result"))?.unbind())
+        } else {
+            Err(PyErr::from_value(exc))
+        };
+        self.lock().stash.push_front(r);
+        Ok(())
+    }
+
     /// Drive pending operations (the event loop calls this when the socket is ready).
     fn _pump(slf: &Bound<'_, Self>) -> PyResult<()> {
         Self::pump(slf)

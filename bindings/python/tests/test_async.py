@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import os
 from typing import Any, Dict, List
 
@@ -74,8 +75,11 @@ async def test_cancellation_racing_results_keeps_order(client: Client) -> None:
         for i in range(n):
             await conn.send({"i": i})
         got: List[int] = []
+        deadline = time.monotonic() + 30  # a bound: a lost result would loop forever
         while len(got) < n:
-            # Very short waits: some recvs are cancelled right as a result arrives.
+            assert time.monotonic() < deadline, f"results lost: got {len(got)} of {n}"
+            # Very short waits: some recvs are cancelled right as a result arrives
+            # (Python >= 3.12 then cancels the task after the result was set).
             try:
                 r = await asyncio.wait_for(conn.recv(), 0.0005)
             except asyncio.TimeoutError:
@@ -174,3 +178,43 @@ async def test_close_while_another_task_awaits_recv(client: Client) -> None:
         await conn.close()
         # The pending recv ends with the server's close reply: a clean end.
         assert await asyncio.wait_for(waiting, 10) is None
+
+
+async def test_recv_cancelled_after_its_result_arrived_gives_it_back() -> None:
+    """The race behind the test above, made deterministic: the result is set
+    on the future a recv awaits, and the task is cancelled before it resumes
+    (what ``wait_for`` does on Python >= 3.12 when both happen together)."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    class FakeNative:
+        def __init__(self) -> None:
+            self.put: List[Any] = []
+
+        def recv(self) -> Any:
+            return (False, fut)
+
+        def _putback(self, f: Any) -> None:
+            self.put.append(f.result())
+
+    native = FakeNative()
+    task = asyncio.ensure_future(fal_realtime._recv(native, None))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # the task now awaits fut
+    fut.set_result({"i": 1})
+    task.cancel()  # before the task resumed
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert native.put == [{"i": 1}], "the result goes back to the connection for the next recv"
+
+
+async def test_a_result_given_back_comes_first(client: Client) -> None:
+    async with client.realtime_async("owner/echo") as conn:
+        native = conn._c  # the native connection
+        ready, fut = native.recv()  # nothing sent yet: a pending future
+        assert not ready
+        await conn.send({"i": 1})
+        await asyncio.wait_for(asyncio.wait([fut]), 30)  # done, result not taken by anyone
+        await conn.send({"i": 2})
+        native._putback(fut)
+        assert await conn.recv(timeout=30) == {"i": 1}
+        assert await conn.recv(timeout=30) == {"i": 2}

@@ -152,14 +152,24 @@ async def _recv(native: _native.AsyncConnection, timeout: Optional[float]) -> An
     ready, value = native.recv()
     if ready:
         return value
-    if timeout is None:
-        return await value
-    import asyncio  # imported lazily (with ssl it is ~11 MiB); loaded already in a coroutine
+    import asyncio  # lazily (with ssl it is ~11 MiB); inside a coroutine it is loaded already
 
     try:
-        return await asyncio.wait_for(value, timeout)
-    except asyncio.TimeoutError:
-        raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+        if timeout is None:
+            return await value
+        try:
+            return await asyncio.wait_for(value, timeout)
+        except asyncio.TimeoutError:
+            if value.done() and not value.cancelled():
+                return value.result()  # it arrived as the timeout fired
+            raise FalTimeoutError(f"no message within {timeout:.3f} s") from None
+    except asyncio.CancelledError:
+        # Cancelled (e.g. by an outer ``wait_for``) after the result was set
+        # but before this coroutine resumed (Python >= 3.12 cancels the task
+        # then): give the result back to the next ``recv``, in order.
+        if value.done() and not value.cancelled():
+            native._putback(value)
+        raise
 
 
 class AsyncRealtimeConnection:

@@ -178,6 +178,7 @@ class AsyncConnection:
     @property
     def close_reason(self) -> Optional[str]:
         """Raw sockets: the reason of the server's close frame; ``None`` while open."""
+    def _putback(self, fut: Any) -> None: ...
     def _pump(self) -> None:
         """Drive pending operations (called by the event loop)."""
     def _heartbeat(self) -> None:
