@@ -8,8 +8,9 @@ served by FastAPI/uvicorn on 127.0.0.1 at ``/test/{app}/realtime``, beside a
 stand-in of the token endpoint (``POST /tokens/``), so a client connects to it
 exactly as to fal.ai.
 
-Usage: ``python reference_server.py`` prints ``reference server listening on
-127.0.0.1:PORT`` and serves until killed.
+Usage: ``python reference_server.py [--tls-cert PEM --tls-key PEM]`` prints
+``reference server listening on 127.0.0.1:PORT`` and serves (wss with the
+TLS options) until killed. ``bench/run`` serves it beside its own servers.
 """
 
 from __future__ import annotations
@@ -72,7 +73,13 @@ def main() -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=64 * 1024 * 1024)
+    tls = {}
+    if "--tls-cert" in sys.argv and "--tls-key" in sys.argv:  # wss (the benchmark's wss sections)
+        tls = dict(
+            ssl_certfile=sys.argv[sys.argv.index("--tls-cert") + 1],
+            ssl_keyfile=sys.argv[sys.argv.index("--tls-key") + 1],
+        )
+    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws_max_size=64 * 1024 * 1024, **tls)
     server = uvicorn.Server(config)
     print(f"reference server listening on 127.0.0.1:{port}", flush=True)
     sys.stdout.flush()
