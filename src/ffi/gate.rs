@@ -41,7 +41,13 @@ pub(crate) fn release_after_callbacks(release: Box<dyn FnOnce()>) {
     }
 }
 
+/// Runs the releases of handles freed inside callbacks: they never wait for
+/// the runtime to stop (the free that caused them did not wait either).
 fn run_deferred() {
+    crate::runtime::without_waiting(run_deferred_now);
+}
+
+fn run_deferred_now() {
     loop {
         let batch = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
         if batch.is_empty() {

@@ -18,7 +18,7 @@
 
 mod buffer;
 mod client;
-mod gate;
+pub(crate) mod gate;
 mod log;
 mod realtime;
 mod session;
@@ -263,6 +263,11 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// Whether this failure has the result `code`.
+    pub(crate) fn is(&self, code: fal_rt_result) -> bool {
+        self.code == code
+    }
+
     pub(crate) fn new(code: fal_rt_result, message: &str) -> Self {
         Failure {
             code,
