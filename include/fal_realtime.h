@@ -1124,8 +1124,8 @@ fal_rt_result fal_rt_realtime_stats(const struct fal_rt_realtime *conn,
 /**
  * Free a connection handle: close the socket (code 1000) and stop it. Accepts NULL.
  *
- * Outside callbacks it blocks until no callback of this handle is running and
- * the finalizers have run: no callback runs after it returns, and the pointer
+ * Outside callbacks it blocks until no callback of this handle (its token
+ * provider included) is running and the finalizers have run: no callback runs after it returns, and the pointer
  * must not be used again; for the last handle of a connection it then waits
  * for the close (at most 5 s) and, when this was the library's last object,
  * at most 5 s more for the library's threads to end (see
