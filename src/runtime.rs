@@ -286,6 +286,11 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
     Some(rt.block_on(fut))
 }
 
+/// Whether this thread is inside a C door call.
+pub(crate) fn in_c_call_now() -> bool {
+    covered()
+}
+
 /// Run `f` as a C door call: its uses of the shared runtime do not pin it.
 pub(crate) fn in_c_call<T>(f: impl FnOnce() -> T) -> T {
     let prev = IN_C_CALL.with(|c| c.replace(true));

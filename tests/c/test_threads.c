@@ -384,6 +384,47 @@ static void test_cancelled_connect_returns_at_once(void) {
     CHECK(counter(&g_starts) == counter(&g_stops));
 }
 
+/* free inside the encoder (a callback on the sending thread), as the last
+ * object: the handle is released when the send returns, not while the send
+ * still uses it, and the runtime stops in the background. */
+static fal_rt_realtime *g_enc_self;
+static int freeing_encoder(void *ud, const uint8_t *data, size_t len, fal_rt_buffer *out) {
+    (void)ud;
+    fal_rt_realtime_free(g_enc_self);
+    /* Freed inside a callback: still readable, calls answer NOT_CONNECTED. */
+    fal_rt_state st;
+    if (fal_rt_realtime_state(g_enc_self, &st) != FAL_RT_NOT_CONNECTED) return 2;
+    return fal_rt_buffer_append(out, data, len) == FAL_RT_OK ? 0 : 1;
+}
+
+static void test_last_free_inside_encoder(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r, cbr;
+    recorder_init(&r);
+    recorder_init(&cbr);
+    fal_rt_realtime_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.free_user_data = count_free;
+    fal_rt_connect_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.encoder = freeing_encoder;
+    o.callbacks_user_data = &cbr;
+    o.free_callbacks_user_data = count_free;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &g_enc_self, NULL), FAL_RT_OK);
+    fal_rt_client_free(client); /* the connection is now the last object */
+    fal_rt_result rc = fal_rt_realtime_send_json(g_enc_self, "{\"n\":1}", NULL);
+    CHECK(rc == FAL_RT_OK || rc == FAL_RT_NOT_CONNECTED);
+    CHECK(wait_for(&r, &r.freed, 1));
+    CHECK(wait_for(&cbr, &cbr.freed, 1));
+    CHECK(threads_ended());
+    CHECK(counter(&g_starts) == counter(&g_stops));
+    recorder_destroy(&r);
+    recorder_destroy(&cbr);
+}
+
 static void test_remove_hooks(void) {
     CHECK(fal_rt_thread_count() == 0);
     CHECK_RC(fal_rt_set_thread_hooks(NULL, NULL, NULL), FAL_RT_OK);
@@ -403,6 +444,7 @@ int main(int argc, char **argv) {
         {"last_free_nowait_does_not_wait", test_last_free_nowait_does_not_wait},
         {"close_code_after_last_free_nowait", test_close_code_after_last_free_nowait},
         {"cancelled_connect_returns_at_once", test_cancelled_connect_returns_at_once},
+        {"last_free_inside_encoder", test_last_free_inside_encoder},
         {"remove_hooks", test_remove_hooks},
     };
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
