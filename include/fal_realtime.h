@@ -296,8 +296,10 @@ typedef struct fal_rt_buffer fal_rt_buffer;
  * A cancel token for blocking connect calls (`fal_rt_session_connect`,
  * `fal_rt_ws_connect`): put it in `fal_rt_connect_options.cancel`, and
  * `fal_rt_cancel_token_cancel` from another thread makes the connect
- * return `FAL_RT_INTERRUPTED` at once (nothing is connected; the
- * options' finalizers run as for any failed connect). Once cancelled it
+ * return `FAL_RT_INTERRUPTED` at once (nothing is connected). It does not
+ * wait for a token provider call or a name lookup still running: they end
+ * on their library thread, and then the options' finalizer runs there (else
+ * it runs before the connect returns, as for any failed connect). Once cancelled it
  * stays cancelled: a later connect with it returns `FAL_RT_INTERRUPTED`
  * at once. One token may serve several calls at a time.
  *
@@ -990,8 +992,10 @@ fal_rt_result fal_rt_client_new(const struct fal_rt_client_options *options,
 
 /**
  * Free a client. Accepts NULL. Connections made from it stay usable. When
- * it is the last object of the library (see `fal_rt_set_thread_hooks`), the
- * library's threads end before this returns.
+ * it is the last object of the library and is freed outside callbacks, off
+ * the library's threads, it waits (at most 5 s) for the library's threads
+ * to end; elsewhere they end in the background. See
+ * `fal_rt_set_thread_hooks` for when the threads end and who waits.
  *
  * # Safety
  * `client` is NULL or a client not freed before, not in use by another thread.
@@ -1120,9 +1124,12 @@ fal_rt_result fal_rt_realtime_stats(const struct fal_rt_realtime *conn,
 /**
  * Free a connection handle: close the socket (code 1000) and stop it. Accepts NULL.
  *
- * Outside callbacks it blocks until no callback of this handle is running and
- * the finalizers have run: no callback runs after it returns, and the pointer
- * must not be used again. Inside a callback (or on a runtime thread) it does
+ * Outside callbacks it blocks until no callback of this handle (its token
+ * provider included) is running and the finalizers have run: no callback runs after it returns, and the pointer
+ * must not be used again; for the last handle of a connection it then waits
+ * for the close (at most 5 s) and, when this was the library's last object,
+ * at most 5 s more for the library's threads to end (see
+ * `fal_rt_set_thread_hooks`). Inside a callback (or on a runtime thread) it does
  * not block: no new callback starts, the finalizers run when the running
  * callback returns, and until then the handle stays readable: calls on it
  * return `FAL_RT_NOT_CONNECTED` (a second free is ignored). Never deadlocks,
@@ -1137,8 +1144,11 @@ void fal_rt_realtime_free(struct fal_rt_realtime *conn);
 
 /**
  * Like `fal_rt_realtime_free`, but never waits: no new callback starts, a
- * running one finishes on its thread, and the finalizers run after it. For
- * hosts that marshal callbacks to the thread that frees (event loops). Accepts NULL.
+ * running one finishes on its thread, and the finalizers run after it. The
+ * close frame (1000) is sent in the background; when this was the
+ * library's last object, its threads end in the background once the close
+ * went out (at most 2 s) and the running callbacks returned. For hosts that marshal callbacks to the thread that
+ * frees (event loops). Accepts NULL.
  *
  * # Safety
  * As `fal_rt_realtime_free`.
@@ -1156,8 +1166,9 @@ void fal_rt_realtime_free_nowait(struct fal_rt_realtime *conn);
  * `FAL_RT_INTERRUPTED` (no `out_error`) when `options->cancel` was cancelled.
  *
  * Ownership of `options->callbacks_user_data` passes to the library as soon
- * as this is called; its finalizer runs exactly once, also on failure (then
- * before this returns).
+ * as this is called; its finalizer runs exactly once, also on failure: then
+ * before this returns, except after `FAL_RT_INTERRUPTED` while the token
+ * provider still runs (then when it returns, on its thread).
  *
  * # Safety
  * `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` is
@@ -1275,11 +1286,15 @@ void fal_rt_session_free(struct fal_rt_session *session);
  * Set the process-wide thread hooks: `on_start` (or NULL) runs first on
  * every thread the library starts, before it runs any callback of yours,
  * and `on_stop` (or NULL) runs last on it, after its last callback, before
- * it exits. That is every thread that can call you: the runtime's worker
+ * it exits. That is every thread the library starts: the runtime's worker
  * threads (`fal-realtime-worker`) and blocking-pool threads (token
  * providers), the blocking-pool threads of sessions, and the helper threads
- * that close and stop things in the background. Your own threads inside a
- * library call (sessions' `recv`, encoders) are not hooked. Hosts whose
+ * (`fal-realtime-helper`) that close and stop things in the background.
+ * Other threads can call you too, unhooked: your own threads inside a
+ * library call (sessions' `recv`, encoders), and the threads of a tokio
+ * runtime that is not the library's: objects connected from inside one (a
+ * Rust host calling the C door from its async code) run their tasks and
+ * callbacks there. Hosts whose
  * managed runtime must attach foreign threads attach in `on_start` and
  * detach in `on_stop` (Mono's `mono_thread_attach` / `mono_thread_detach`,
  * JNI's `AttachCurrentThread` / `DetachCurrentThread`).
@@ -1291,13 +1306,25 @@ void fal_rt_session_free(struct fal_rt_session *session);
  * thread until the hooks are replaced.
  *
  * The library's threads end when the last client, realtime connection and
- * socket are freed and every session is freed (a free made outside
- * callbacks returns after they ended, `on_stop` included, waiting at most
- * 5 s for a blocked token provider; one made inside a callback lets them
- * end right after); the next client starts them again, calling `on_start`.
- * So a host can exit or unload the library once it freed everything.
- * (Rust and Python users of the same process keep the runtime for the
- * process's life.)
+ * socket are freed and every session is freed; the next client starts them
+ * again, calling `on_start`. Who waits for that:
+ * * a blocking free (`fal_rt_client_free`, `fal_rt_realtime_free`,
+ *   `fal_rt_ws_free`) of the last object, made outside callbacks and off the
+ *   library's threads: after its own waits (see each free), it waits at most
+ *   5 s more for the threads to end, `on_stop` included; a thread held
+ *   longer (a token provider of a failed or cancelled connect that still
+ *   blocks, a callback of another object that does not return) ends in the
+ *   background when it is released;
+ * * any other last free (`*_free_nowait`, inside a callback, on a runtime
+ *   thread): nobody; they end in the background right after the calls still
+ *   running on them return (a close that free sent goes out first, for at
+ *   most 2 s).
+ *
+ * Before unloading the library (or exiting with threads of it still
+ * running), wait until `fal_rt_thread_count()` returns 0. Rust and Python
+ * users of the same process (also Rust code that connected from a callback,
+ * on the library's threads) keep the runtime for the process's life: then
+ * its threads never end.
  *
  * # Safety
  * `on_start` and `on_stop` are NULL or functions callable from any thread;
@@ -1308,10 +1335,13 @@ fal_rt_result fal_rt_set_thread_hooks(fal_rt_thread_fn on_start,
                                       void *user_data);
 
 /**
- * The number of the library's threads running now (started and not yet
- * stopped; see `fal_rt_set_thread_hooks`). 0 before the first client and
- * after everything was freed (outside callbacks): then no thread of the
- * library runs and none will until the next client.
+ * The number of the library's threads running now (see
+ * `fal_rt_set_thread_hooks`): a thread counts from before `on_start` until
+ * it has exited, after `on_stop` (helper threads until they are joined,
+ * which this call does for those that ended). 0 before the first client,
+ * and once everything was freed and the threads ended (when a blocking last
+ * free returns, or soon after any other): then no code of the library runs
+ * and none will until the next client, so it may be unloaded.
  */
 uint32_t fal_rt_thread_count(void);
 
@@ -1364,7 +1394,9 @@ void fal_rt_cancel_token_free(struct fal_rt_cancel_token *token);
  *
  * Ownership of `handler->user_data` and `options->callbacks_user_data` passes
  * to the library as soon as this is called; their finalizers run exactly
- * once, also on failure.
+ * once, also on failure: then before this returns, except the options' one
+ * after `FAL_RT_INTERRUPTED` while the token provider still runs (then when
+ * it returns, on its thread).
  *
  * # Safety
  * `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and
@@ -1504,9 +1536,11 @@ fal_rt_result fal_rt_ws_stats(const struct fal_rt_ws *ws, struct fal_rt_stats *o
 
 /**
  * Free a socket: close it with code 1000 if still open and release it.
- * Accepts NULL. Outside callbacks it blocks (at most ~2 s for the close)
- * until no callback of this socket runs and the finalizers ran, and the
- * pointer must not be used again; inside a callback it does not block (no
+ * Accepts NULL. Outside callbacks it blocks until no callback of this
+ * socket runs and the finalizers ran (as long as a running callback takes),
+ * then for the close (at most 2 s), and, when this was the library's last
+ * object, at most 5 s more for its threads to end (see
+ * `fal_rt_set_thread_hooks`); the pointer must not be used again. Inside a callback it does not block (no
  * new callback starts; the finalizers run when the running callback returns)
  * and the handle stays readable until then: calls on it return
  * `FAL_RT_NOT_CONNECTED`. See also `fal_rt_ws_free_nowait`.
@@ -1518,7 +1552,10 @@ void fal_rt_ws_free(struct fal_rt_ws *ws);
 
 /**
  * Like `fal_rt_ws_free`, but never waits (for event-loop hosts whose
- * callbacks run on the thread that frees). Accepts NULL.
+ * callbacks run on the thread that frees): the close frame (1000) is sent
+ * in the background, and when this was the library's last object its
+ * threads end in the background once the close went out (at most 2 s) and
+ * the running callbacks returned. Accepts NULL.
  *
  * # Safety
  * As `fal_rt_ws_free`.

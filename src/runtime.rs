@@ -6,30 +6,39 @@
 //! Connection tasks and all callbacks run on these threads. Async Rust callers
 //! that already run inside a tokio runtime get their tasks spawned there instead.
 //!
-//! Lifetime: a runtime used from Rust or Python ([`shared`], or [`handle`] /
-//! [`block_on`] outside a C call) lives as long as the process. A runtime
-//! used only by the C door lives while a C object holds a `Lease` on it:
-//! when the last one is dropped (the last client, realtime connection or
-//! socket is freed), its threads are stopped, so that a host can exit or
-//! unload the library; the next C object starts a new one.
+//! Lifetime: a runtime used from Rust or Python ([`shared`], [`handle`] /
+//! [`block_on`] outside a C call, or [`handle`] from Rust code running on one
+//! of its threads) lives as long as the process. A runtime used only by the
+//! C door lives while a C object holds a `Lease` on it: when the last one
+//! is dropped (the last client, realtime connection or socket is freed), it
+//! is dropped on a helper thread, which waits for its threads to end; the
+//! next C object starts a new one. The dropping thread waits for that (at
+//! most `SHUTDOWN_WAIT`) unless it is a runtime thread, inside a C
+//! callback, or in a free that must not wait (`without_waiting`). A close
+//! sent in the background by such a free holds a lease of its own until
+//! its frame went out, so the runtime stops after it.
 //!
 //! Every thread of every runtime this library builds (the shared one and the
 //! C door's per-session ones, workers and blocking-pool threads) and every
 //! other thread it spawns calls the process-wide thread hooks
-//! (`set_thread_hooks`, `fal_rt_set_thread_hooks` in C) when it starts and before it exits.
+//! (`set_thread_hooks`, `fal_rt_set_thread_hooks` in C) when it starts and
+//! before it exits. Helper threads count as live ([`live_threads`]) until
+//! they are joined, so that the count is 0 only once no code of the library
+//! runs any more.
 
 use once_cell::sync::OnceCell;
 use std::cell::Cell;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 
 /// Default worker-thread count of the shared runtime.
 pub const DEFAULT_WORKER_THREADS: usize = 2;
 
-/// How long stopping the shared runtime waits for its threads (a blocked
-/// token provider may hold one).
+/// How long a blocking last free waits for the shared runtime's threads to
+/// end (a blocked token provider may hold one); after that they end in the
+/// background.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
 
 struct Slot {
@@ -53,6 +62,11 @@ thread_local! {
     /// Set while this thread runs a C door call: its uses of the runtime are
     /// covered by leases and do not pin it.
     static IN_C_CALL: Cell<bool> = const { Cell::new(false) };
+    /// Set on the shared runtime's threads.
+    static ON_SHARED: Cell<bool> = const { Cell::new(false) };
+    /// Set while a C door call must not wait for the runtime to stop
+    /// (`*_free_nowait`, releases deferred to the end of a callback).
+    static NO_WAIT: Cell<bool> = const { Cell::new(false) };
 }
 
 fn slot() -> MutexGuard<'static, Slot> {
@@ -91,20 +105,57 @@ fn thread_started() {
     }
 }
 
-/// Run on every library thread last.
-fn thread_stopping() {
+/// The stop hook, run last on every library thread.
+fn run_stop_hook() {
     let stop = hooks().stop.clone();
     if let Some(f) = stop {
         f();
     }
+}
+
+/// Run on every runtime thread last.
+fn thread_stopping() {
+    run_stop_hook();
     let mut h = hooks();
     h.live = h.live.saturating_sub(1);
+}
+
+/// Helper threads ([`spawn_thread`]) not joined yet: each counts as live
+/// until it is joined, so that [`live_threads`] is 0 only once no code of the
+/// library runs on it any more (thread-local destructors included).
+static HELPERS: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+fn helpers() -> MutexGuard<'static, Vec<std::thread::JoinHandle<()>>> {
+    HELPERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Join a helper thread that has ended (or is ending) and stop counting it.
+fn join_helper(h: std::thread::JoinHandle<()>) {
+    let _ = h.join();
+    let mut hk = hooks();
+    hk.live = hk.live.saturating_sub(1);
+}
+
+/// Join the helper threads whose closure returned.
+fn reap_helpers() {
+    let finished: Vec<_> = {
+        let mut list = helpers();
+        let (done, running) = std::mem::take(&mut *list)
+            .into_iter()
+            .partition::<Vec<_>, _>(|h| h.is_finished());
+        *list = running;
+        done
+    };
+    for h in finished {
+        join_helper(h);
+    }
 }
 
 /// Set the process-wide thread hooks (see the module docs). Refused (`false`,
 /// nothing changes) while threads of the library run: they would stop with
 /// hooks they did not start with.
 pub(crate) fn set_thread_hooks(start: Option<Hook>, stop: Option<Hook>) -> bool {
+    reap_helpers();
     let mut h = hooks();
     if h.live > 0 {
         return false;
@@ -114,8 +165,11 @@ pub(crate) fn set_thread_hooks(start: Option<Hook>, stop: Option<Hook>) -> bool 
     true
 }
 
-/// Threads of the library that are running now (started and not stopped).
+/// Threads of the library that are running now: runtime threads that
+/// started and did not stop, and helper threads not joined yet (those that
+/// ended are joined here).
 pub fn live_threads() -> usize {
+    reap_helpers();
     hooks().live
 }
 
@@ -125,19 +179,35 @@ pub(crate) fn with_hooks(mut b: tokio::runtime::Builder) -> tokio::runtime::Buil
     b
 }
 
-/// `std::thread::spawn` for a thread that calls the thread hooks.
-pub(crate) fn spawn_thread<F: FnOnce() + Send + 'static>(f: F) {
-    std::thread::spawn(move || {
-        thread_started();
-        struct Stop;
-        impl Drop for Stop {
-            fn drop(&mut self) {
-                thread_stopping();
+/// A helper thread that calls the thread hooks; it counts as live until
+/// joined. The receiver gets a message (or disconnects) once `f` returned
+/// and the stop hook ran.
+fn spawn_helper<F: FnOnce() + Send + 'static>(f: F) -> (std::thread::JoinHandle<()>, mpsc::Receiver<()>) {
+    let (done_tx, done_rx) = mpsc::channel();
+    let h = std::thread::Builder::new()
+        .name("fal-realtime-helper".into())
+        .spawn(move || {
+            thread_started();
+            struct Stop(mpsc::Sender<()>);
+            impl Drop for Stop {
+                fn drop(&mut self) {
+                    run_stop_hook();
+                    let _ = self.0.send(());
+                }
             }
-        }
-        let _stop = Stop;
-        f();
-    });
+            let _stop = Stop(done_tx);
+            f();
+        })
+        .expect("fal-realtime: could not start a thread");
+    (h, done_rx)
+}
+
+/// `std::thread::spawn` for a background thread that calls the thread hooks
+/// (joined later, by [`live_threads`] or the next one).
+pub(crate) fn spawn_thread<F: FnOnce() + Send + 'static>(f: F) {
+    reap_helpers();
+    let (h, _) = spawn_helper(f);
+    helpers().push(h);
 }
 
 fn build() -> Runtime {
@@ -150,9 +220,13 @@ fn build() -> Runtime {
     b.worker_threads(threads)
         .thread_name("fal-realtime-worker")
         .enable_all();
-    with_hooks(b)
-        .build()
-        .expect("fal-realtime: could not start the shared tokio runtime")
+    b.on_thread_start(|| {
+        ON_SHARED.with(|c| c.set(true));
+        thread_started();
+    })
+    .on_thread_stop(thread_stopping)
+    .build()
+    .expect("fal-realtime: could not start the shared tokio runtime")
 }
 
 /// The shared runtime (started if needed), pinned when `pin`.
@@ -179,8 +253,22 @@ pub fn shared() -> &'static Runtime {
 
 /// The runtime to spawn connection tasks on: the caller's, if it runs inside
 /// one, else the shared runtime.
+///
+/// Rust code running on a thread of the shared runtime (a handler callback)
+/// pins it, as if it had called [`shared`].
 pub fn handle() -> Handle {
-    Handle::try_current().unwrap_or_else(|_| current(!covered()).handle().clone())
+    match Handle::try_current() {
+        Ok(h) => {
+            if ON_SHARED.with(Cell::get) && !covered() {
+                let mut s = slot();
+                if s.rt.is_some() {
+                    s.pinned = true;
+                }
+            }
+            h
+        }
+        Err(_) => current(!covered()).handle().clone(),
+    }
 }
 
 /// Whether the calling thread is inside a tokio runtime (where blocking waits are not allowed).
@@ -199,6 +287,11 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
     Some(rt.block_on(fut))
 }
 
+/// Whether this thread is inside a C door call.
+pub(crate) fn in_c_call_now() -> bool {
+    covered()
+}
+
 /// Run `f` as a C door call: its uses of the shared runtime do not pin it.
 pub(crate) fn in_c_call<T>(f: impl FnOnce() -> T) -> T {
     let prev = IN_C_CALL.with(|c| c.replace(true));
@@ -206,6 +299,20 @@ pub(crate) fn in_c_call<T>(f: impl FnOnce() -> T) -> T {
     impl Drop for Restore {
         fn drop(&mut self) {
             IN_C_CALL.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(prev);
+    f()
+}
+
+/// Run `f` so that a runtime stop it causes (the last lease dropped) happens
+/// in the background instead of being waited for.
+pub(crate) fn without_waiting<T>(f: impl FnOnce() -> T) -> T {
+    let prev = NO_WAIT.with(|c| c.replace(true));
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_WAIT.with(|c| c.set(self.0));
         }
     }
     let _restore = Restore(prev);
@@ -233,15 +340,25 @@ impl Drop for Lease {
             }
         };
         let Some(rt) = taken else { return };
-        match Arc::try_unwrap(rt) {
-            // A runtime cannot be stopped from one of its own threads: do
-            // it from a thread of its own.
-            Ok(rt) if in_runtime() => spawn_thread(move || rt.shutdown_timeout(SHUTDOWN_WAIT)),
-            // Returns when its threads have ended (or after SHUTDOWN_WAIT).
-            Ok(rt) => rt.shutdown_timeout(SHUTDOWN_WAIT),
+        let rt = match Arc::try_unwrap(rt) {
+            Ok(rt) => rt,
             // Still driven by a `block_on` that raced with the last free
             // (against the C rules): its caller drops it.
-            Err(rt) => drop(rt),
+            Err(rt) => return drop(rt),
+        };
+        // The runtime is dropped on a helper thread (a runtime cannot be
+        // stopped from one of its own threads); dropping it waits until its
+        // threads have ended, so the helper counts as live until then.
+        let background = in_runtime() || NO_WAIT.with(Cell::get) || crate::ffi::gate::in_ffi_callback();
+        let (h, done) = spawn_helper(move || drop(rt));
+        if background {
+            helpers().push(h);
+            return;
+        }
+        match done.recv_timeout(SHUTDOWN_WAIT) {
+            Err(mpsc::RecvTimeoutError::Timeout) => helpers().push(h),
+            // The runtime's threads and the helper's stop hook are done.
+            _ => join_helper(h),
         }
     }
 }

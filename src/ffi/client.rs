@@ -143,8 +143,10 @@ pub unsafe extern "C" fn fal_rt_client_new(
 }
 
 /// Free a client. Accepts NULL. Connections made from it stay usable. When
-/// it is the last object of the library (see `fal_rt_set_thread_hooks`), the
-/// library's threads end before this returns.
+/// it is the last object of the library and is freed outside callbacks, off
+/// the library's threads, it waits (at most 5 s) for the library's threads
+/// to end; elsewhere they end in the background. See
+/// `fal_rt_set_thread_hooks` for when the threads end and who waits.
 ///
 /// # Safety
 /// `client` is NULL or a client not freed before, not in use by another thread.

@@ -31,8 +31,10 @@ pub(crate) fn in_ffi_callback() -> bool {
 }
 
 /// Run `release` now, or, inside a callback, once the outermost callback on
-/// this thread has returned: a handle freed inside a callback stays readable
-/// (and answers `FAL_RT_NOT_CONNECTED`) until then.
+/// this thread has returned and, when that callback runs inside a C door call
+/// (an encoder inside a send), once that call returns too: a handle freed
+/// inside a callback stays readable (and answers `FAL_RT_NOT_CONNECTED`)
+/// until then, and the call that ran the callback may still use it.
 pub(crate) fn release_after_callbacks(release: Box<dyn FnOnce()>) {
     if in_ffi_callback() {
         DEFERRED.with(|d| d.borrow_mut().push(release));
@@ -41,7 +43,22 @@ pub(crate) fn release_after_callbacks(release: Box<dyn FnOnce()>) {
     }
 }
 
+/// Called when the outermost C door call on this thread returns: releases
+/// the handles freed inside callbacks it ran (unless a callback still runs
+/// around it).
+pub(crate) fn after_c_call() {
+    if !in_ffi_callback() {
+        run_deferred();
+    }
+}
+
+/// Runs the releases of handles freed inside callbacks: they never wait for
+/// the runtime to stop (the free that caused them did not wait either).
 fn run_deferred() {
+    crate::runtime::without_waiting(run_deferred_now);
+}
+
+fn run_deferred_now() {
     loop {
         let batch = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
         if batch.is_empty() {
@@ -75,7 +92,9 @@ impl Drop for Pass<'_> {
             n
         });
         self.gate.leave();
-        if depth == 0 {
+        // Inside a C door call, the handles are released when it returns
+        // ([`after_c_call`]): it may still use them.
+        if depth == 0 && !crate::runtime::in_c_call_now() {
             run_deferred();
         }
     }

@@ -18,7 +18,7 @@
 
 mod buffer;
 mod client;
-mod gate;
+pub(crate) mod gate;
 mod log;
 mod realtime;
 mod session;
@@ -263,6 +263,11 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
+    /// Whether this failure has the result `code`.
+    pub(crate) fn is(&self, code: fal_rt_result) -> bool {
+        self.code == code
+    }
+
     pub(crate) fn new(code: fal_rt_result, message: &str) -> Self {
         Failure {
             code,
@@ -287,10 +292,21 @@ impl From<Error> for Failure {
 
 pub(crate) type FfiResult<T = ()> = Result<T, Failure>;
 
+/// Runs `f` as a C door call; the outermost one releases, when it returns,
+/// the handles freed inside callbacks it ran (see `gate::release_after_callbacks`).
+fn c_call<T>(f: impl FnOnce() -> T) -> T {
+    let outermost = !crate::runtime::in_c_call_now();
+    let out = crate::runtime::in_c_call(f);
+    if outermost {
+        gate::after_c_call();
+    }
+    out
+}
+
 /// The one panic boundary: runs `f`, maps a failure to its code (writing
 /// `out_error` if non-NULL) and a panic to `FAL_RT_PANIC`.
 pub(crate) fn boundary(out_error: *mut *mut fal_rt_error, f: impl FnOnce() -> FfiResult) -> fal_rt_result {
-    let failure = match catch_unwind(AssertUnwindSafe(|| crate::runtime::in_c_call(f))) {
+    let failure = match catch_unwind(AssertUnwindSafe(|| c_call(f))) {
         Ok(Ok(())) => return FAL_RT_OK,
         Ok(Err(failure)) => failure,
         Err(_) => Failure::new(
@@ -336,7 +352,7 @@ pub(crate) async fn interruptible<F: std::future::Future>(
 
 /// The panic boundary for calls that return a value instead of a code.
 pub(crate) fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(|| crate::runtime::in_c_call(f))).unwrap_or(fallback)
+    catch_unwind(AssertUnwindSafe(|| c_call(f))).unwrap_or(fallback)
 }
 
 /// A handle type whose `free` may be called inside a callback: the memory

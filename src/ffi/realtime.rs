@@ -145,7 +145,7 @@ pub unsafe extern "C" fn fal_rt_realtime_connect(
         let (h, opts) = match (h, read_connect_options(options)) {
             (Ok(h), Ok(o)) => (h, o),
             (Err(f), Ok(o)) => {
-                super::session::release_failed(&o);
+                super::session::release_failed(&o, &f);
                 return Err(f);
             }
             (Ok(h), Err(f)) => {
@@ -386,7 +386,8 @@ fn free_impl(conn: *mut fal_rt_realtime, may_wait: bool) {
             g.close();
         }
     }
-    if may_wait && can_block() {
+    let wait = may_wait && can_block();
+    if wait {
         // No callback of this handle runs after this point, and the finalizers ran.
         h.handler_gate.wait_finalized();
         if last {
@@ -399,17 +400,32 @@ fn free_impl(conn: *mut fal_rt_realtime, may_wait: bool) {
             });
         }
     } else if last {
-        h.conn.shutdown_nowait();
+        // Closed by a task that holds a lease: the runtime stops only after
+        // the close frame went out (or after 2 s).
+        let conn = h.conn.clone();
+        let lease = crate::runtime::lease();
+        crate::runtime::handle().spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.shutdown()).await;
+            drop(lease);
+        });
     }
     // SAFETY: retired above, by this call only.
-    unsafe { release(conn) };
+    if wait {
+        unsafe { release(conn) };
+    } else {
+        // A last lease dropped here stops the runtime in the background.
+        crate::runtime::without_waiting(|| unsafe { release(conn) });
+    }
 }
 
 /// Free a connection handle: close the socket (code 1000) and stop it. Accepts NULL.
 ///
-/// Outside callbacks it blocks until no callback of this handle is running and
-/// the finalizers have run: no callback runs after it returns, and the pointer
-/// must not be used again. Inside a callback (or on a runtime thread) it does
+/// Outside callbacks it blocks until no callback of this handle (its token
+/// provider included) is running and the finalizers have run: no callback runs after it returns, and the pointer
+/// must not be used again; for the last handle of a connection it then waits
+/// for the close (at most 5 s) and, when this was the library's last object,
+/// at most 5 s more for the library's threads to end (see
+/// `fal_rt_set_thread_hooks`). Inside a callback (or on a runtime thread) it does
 /// not block: no new callback starts, the finalizers run when the running
 /// callback returns, and until then the handle stays readable: calls on it
 /// return `FAL_RT_NOT_CONNECTED` (a second free is ignored). Never deadlocks,
@@ -425,8 +441,11 @@ pub unsafe extern "C" fn fal_rt_realtime_free(conn: *mut fal_rt_realtime) {
 }
 
 /// Like `fal_rt_realtime_free`, but never waits: no new callback starts, a
-/// running one finishes on its thread, and the finalizers run after it. For
-/// hosts that marshal callbacks to the thread that frees (event loops). Accepts NULL.
+/// running one finishes on its thread, and the finalizers run after it. The
+/// close frame (1000) is sent in the background; when this was the
+/// library's last object, its threads end in the background once the close
+/// went out (at most 2 s) and the running callbacks returned. For hosts that marshal callbacks to the thread that
+/// frees (event loops). Accepts NULL.
 ///
 /// # Safety
 /// As `fal_rt_realtime_free`.

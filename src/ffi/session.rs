@@ -46,11 +46,13 @@ impl Handle for fal_rt_session {
 }
 
 /// Release the option callbacks of a failed connect, waiting for a token
-/// provider call still running when this thread may block.
-pub(crate) fn release_failed(opts: &ConnectOptions) {
+/// provider call still running when this thread may block, unless the
+/// connect was cancelled (`FAL_RT_INTERRUPTED` returns at once: the
+/// finalizer then runs when that call returns, on its thread).
+pub(crate) fn release_failed(opts: &ConnectOptions, failure: &Failure) {
     opts.release();
     if let Some(g) = &opts.gate {
-        if can_block() {
+        if can_block() && !failure.is(FAL_RT_INTERRUPTED) {
             g.wait_finalized();
         }
     }
@@ -66,8 +68,9 @@ pub(crate) fn release_failed(opts: &ConnectOptions) {
 /// `FAL_RT_INTERRUPTED` (no `out_error`) when `options->cancel` was cancelled.
 ///
 /// Ownership of `options->callbacks_user_data` passes to the library as soon
-/// as this is called; its finalizer runs exactly once, also on failure (then
-/// before this returns).
+/// as this is called; its finalizer runs exactly once, also on failure: then
+/// before this returns, except after `FAL_RT_INTERRUPTED` while the token
+/// provider still runs (then when it returns, on its thread).
 ///
 /// # Safety
 /// `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` is
@@ -88,10 +91,19 @@ pub unsafe extern "C" fn fal_rt_session_connect(
             not_null(out, "out")?;
             check_can_block()?;
             let rt = session_runtime()?;
-            let session = rt
-                .block_on(opts.cancellable(client.client.connect(app, opts.options.clone())))
-                .ok_or_else(interrupted)??;
-            Ok((session, rt))
+            match rt.block_on(opts.cancellable(client.client.connect(app, opts.options.clone()))) {
+                Some(Ok(session)) => Ok((session, rt)),
+                failed => {
+                    // Dropping the runtime waits for its blocking-pool
+                    // threads (a name lookup, a token provider): drop it on
+                    // a helper thread (counted until they ended) and return.
+                    crate::runtime::spawn_thread(move || drop(rt));
+                    match failed {
+                        Some(Err(e)) => Err(e.into()),
+                        _ => Err(interrupted()),
+                    }
+                }
+            }
         };
         match connect() {
             Ok((session, rt)) => {
@@ -110,7 +122,7 @@ pub unsafe extern "C" fn fal_rt_session_connect(
                 Ok(())
             }
             Err(f) => {
-                release_failed(&opts);
+                release_failed(&opts, &f);
                 Err(f)
             }
         }

@@ -15,11 +15,15 @@ pub type fal_rt_thread_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>
 /// Set the process-wide thread hooks: `on_start` (or NULL) runs first on
 /// every thread the library starts, before it runs any callback of yours,
 /// and `on_stop` (or NULL) runs last on it, after its last callback, before
-/// it exits. That is every thread that can call you: the runtime's worker
+/// it exits. That is every thread the library starts: the runtime's worker
 /// threads (`fal-realtime-worker`) and blocking-pool threads (token
 /// providers), the blocking-pool threads of sessions, and the helper threads
-/// that close and stop things in the background. Your own threads inside a
-/// library call (sessions' `recv`, encoders) are not hooked. Hosts whose
+/// (`fal-realtime-helper`) that close and stop things in the background.
+/// Other threads can call you too, unhooked: your own threads inside a
+/// library call (sessions' `recv`, encoders), and the threads of a tokio
+/// runtime that is not the library's: objects connected from inside one (a
+/// Rust host calling the C door from its async code) run their tasks and
+/// callbacks there. Hosts whose
 /// managed runtime must attach foreign threads attach in `on_start` and
 /// detach in `on_stop` (Mono's `mono_thread_attach` / `mono_thread_detach`,
 /// JNI's `AttachCurrentThread` / `DetachCurrentThread`).
@@ -31,13 +35,25 @@ pub type fal_rt_thread_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>
 /// thread until the hooks are replaced.
 ///
 /// The library's threads end when the last client, realtime connection and
-/// socket are freed and every session is freed (a free made outside
-/// callbacks returns after they ended, `on_stop` included, waiting at most
-/// 5 s for a blocked token provider; one made inside a callback lets them
-/// end right after); the next client starts them again, calling `on_start`.
-/// So a host can exit or unload the library once it freed everything.
-/// (Rust and Python users of the same process keep the runtime for the
-/// process's life.)
+/// socket are freed and every session is freed; the next client starts them
+/// again, calling `on_start`. Who waits for that:
+/// * a blocking free (`fal_rt_client_free`, `fal_rt_realtime_free`,
+///   `fal_rt_ws_free`) of the last object, made outside callbacks and off the
+///   library's threads: after its own waits (see each free), it waits at most
+///   5 s more for the threads to end, `on_stop` included; a thread held
+///   longer (a token provider of a failed or cancelled connect that still
+///   blocks, a callback of another object that does not return) ends in the
+///   background when it is released;
+/// * any other last free (`*_free_nowait`, inside a callback, on a runtime
+///   thread): nobody; they end in the background right after the calls still
+///   running on them return (a close that free sent goes out first, for at
+///   most 2 s).
+///
+/// Before unloading the library (or exiting with threads of it still
+/// running), wait until `fal_rt_thread_count()` returns 0. Rust and Python
+/// users of the same process (also Rust code that connected from a callback,
+/// on the library's threads) keep the runtime for the process's life: then
+/// its threads never end.
 ///
 /// # Safety
 /// `on_start` and `on_stop` are NULL or functions callable from any thread;
@@ -67,10 +83,13 @@ pub unsafe extern "C" fn fal_rt_set_thread_hooks(
     })
 }
 
-/// The number of the library's threads running now (started and not yet
-/// stopped; see `fal_rt_set_thread_hooks`). 0 before the first client and
-/// after everything was freed (outside callbacks): then no thread of the
-/// library runs and none will until the next client.
+/// The number of the library's threads running now (see
+/// `fal_rt_set_thread_hooks`): a thread counts from before `on_start` until
+/// it has exited, after `on_stop` (helper threads until they are joined,
+/// which this call does for those that ended). 0 before the first client,
+/// and once everything was freed and the threads ended (when a blocking last
+/// free returns, or soon after any other): then no code of the library runs
+/// and none will until the next client, so it may be unloaded.
 #[no_mangle]
 pub extern "C" fn fal_rt_thread_count() -> u32 {
     boundary_value(0, || {
@@ -101,8 +120,10 @@ impl CancelState {
 /// A cancel token for blocking connect calls (`fal_rt_session_connect`,
 /// `fal_rt_ws_connect`): put it in `fal_rt_connect_options.cancel`, and
 /// `fal_rt_cancel_token_cancel` from another thread makes the connect
-/// return `FAL_RT_INTERRUPTED` at once (nothing is connected; the
-/// options' finalizers run as for any failed connect). Once cancelled it
+/// return `FAL_RT_INTERRUPTED` at once (nothing is connected). It does not
+/// wait for a token provider call or a name lookup still running: they end
+/// on their library thread, and then the options' finalizer runs there (else
+/// it runs before the connect returns, as for any failed connect). Once cancelled it
 /// stays cancelled: a later connect with it returns `FAL_RT_INTERRUPTED`
 /// at once. One token may serve several calls at a time.
 ///

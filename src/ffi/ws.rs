@@ -80,7 +80,9 @@ impl WsCallbacks {
 
 enum WsCmd {
     Send(Frame),
-    Close(u16, String),
+    /// A close; the lease (of a free that does not wait) keeps the runtime
+    /// until the close frame is written.
+    Close(u16, String, Option<crate::runtime::Lease>),
 }
 
 /// A raw WebSocket connection.
@@ -143,7 +145,16 @@ async fn write_loop(
         let mut sink = tx.lock().await;
         let res = match cmd {
             WsCmd::Send(f) => sink.send(f).await,
-            WsCmd::Close(code, reason) => sink.close_with(code, &reason).await,
+            WsCmd::Close(code, reason, lease) => {
+                let res = match tokio::time::timeout(Duration::from_secs(2), sink.close_with(code, &reason))
+                    .await
+                {
+                    Ok(res) => res,
+                    Err(_) => Ok(()),
+                };
+                drop(lease);
+                res
+            }
         };
         if let (Err(e), Some(cbs)) = (res, &cbs) {
             cbs.error(&e);
@@ -165,7 +176,9 @@ async fn write_loop(
 ///
 /// Ownership of `handler->user_data` and `options->callbacks_user_data` passes
 /// to the library as soon as this is called; their finalizers run exactly
-/// once, also on failure.
+/// once, also on failure: then before this returns, except the options' one
+/// after `FAL_RT_INTERRUPTED` while the token provider still runs (then when
+/// it returns, on its thread).
 ///
 /// # Safety
 /// `client` is NULL or valid; `app` is NULL or NUL-terminated; `options` and
@@ -206,7 +219,7 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
         let (cbs, opts) = match (cbs, read_connect_options(options)) {
             (Ok(c), Ok(o)) => (c, o),
             (Err(f), Ok(o)) => {
-                release_failed(&o);
+                release_failed(&o, &f);
                 return Err(f);
             }
             (Ok(c), Err(f)) => {
@@ -233,7 +246,7 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
         let ws = match connect() {
             Ok(ws) => ws,
             Err(f) => {
-                release_failed(&opts);
+                release_failed(&opts, &f);
                 release_handler(&cbs);
                 return Err(f);
             }
@@ -345,7 +358,7 @@ unsafe fn ws_close(ws: *const fal_rt_ws, code: u16, reason: &str) -> FfiResult {
         block_on(async { w.tx.lock().await.close_with(code, reason).await })??;
     } else {
         w.queue
-            .send(WsCmd::Close(code, reason.to_string()))
+            .send(WsCmd::Close(code, reason.to_string(), None))
             .map_err(|_| Failure::new(FAL_RT_NOT_CONNECTED, "the socket was freed"))?;
     }
     Ok(())
@@ -521,9 +534,11 @@ pub unsafe extern "C" fn fal_rt_ws_stats(
 }
 
 /// Free a socket: close it with code 1000 if still open and release it.
-/// Accepts NULL. Outside callbacks it blocks (at most ~2 s for the close)
-/// until no callback of this socket runs and the finalizers ran, and the
-/// pointer must not be used again; inside a callback it does not block (no
+/// Accepts NULL. Outside callbacks it blocks until no callback of this
+/// socket runs and the finalizers ran (as long as a running callback takes),
+/// then for the close (at most 2 s), and, when this was the library's last
+/// object, at most 5 s more for its threads to end (see
+/// `fal_rt_set_thread_hooks`); the pointer must not be used again. Inside a callback it does not block (no
 /// new callback starts; the finalizers run when the running callback returns)
 /// and the handle stays readable until then: calls on it return
 /// `FAL_RT_NOT_CONNECTED`. See also `fal_rt_ws_free_nowait`.
@@ -536,7 +551,10 @@ pub unsafe extern "C" fn fal_rt_ws_free(ws: *mut fal_rt_ws) {
 }
 
 /// Like `fal_rt_ws_free`, but never waits (for event-loop hosts whose
-/// callbacks run on the thread that frees). Accepts NULL.
+/// callbacks run on the thread that frees): the close frame (1000) is sent
+/// in the background, and when this was the library's last object its
+/// threads end in the background once the close went out (at most 2 s) and
+/// the running callbacks returned. Accepts NULL.
 ///
 /// # Safety
 /// As `fal_rt_ws_free`.
@@ -556,7 +574,8 @@ fn free_impl(ws: *mut fal_rt_ws, may_wait: bool) {
     for g in gates.into_iter().flatten() {
         g.close();
     }
-    if may_wait && can_block() {
+    let wait = may_wait && can_block();
+    if wait {
         for g in gates.into_iter().flatten() {
             g.wait_finalized();
         }
@@ -566,10 +585,17 @@ fn free_impl(ws: *mut fal_rt_ws, may_wait: bool) {
                 tokio::time::timeout(Duration::from_secs(2), async { tx.lock().await.close().await }).await;
         });
     } else {
-        let _ = w.queue.send(WsCmd::Close(1000, String::new()));
+        let _ = w
+            .queue
+            .send(WsCmd::Close(1000, String::new(), Some(crate::runtime::lease())));
     }
     // Stores a permit if the reader is not waiting right now.
     w.stop.notify_one();
-    // SAFETY: retired above, by this call only.
-    unsafe { release(ws) };
+    if wait {
+        // SAFETY: retired above, by this call only.
+        unsafe { release(ws) };
+    } else {
+        // A last lease dropped here stops the runtime in the background.
+        crate::runtime::without_waiting(|| unsafe { release(ws) });
+    }
 }

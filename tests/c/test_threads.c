@@ -6,6 +6,7 @@
  * own process: the hooks are process-wide. Needs FAL_RT_EMULATOR.
  */
 #include "harness.h"
+#include "mini_ws_server.h"
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static int g_starts, g_stops, g_unhooked_callbacks, g_hooked_callbacks;
@@ -190,6 +191,240 @@ static void test_last_free_inside_callback(void) {
     recorder_destroy(&r);
 }
 
+/* Bounded wait until the library's threads have ended. */
+static int threads_ended(void) {
+    for (int i = 0; i < WAIT_MS / 10 && fal_rt_thread_count() > 0; i++) sleep_ms(10);
+    return fal_rt_thread_count() == 0;
+}
+
+static void count_free(void *ud) {
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    r->freed++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+/* Blocks its worker thread until the main thread sets `done`, which it does
+ * only after its free_nowait returned. */
+static void block_on_result(void *ud, const fal_rt_message *m) {
+    (void)m;
+    recorder *r = (recorder *)ud;
+    pthread_mutex_lock(&r->mu);
+    r->results++;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (!wait_for(r, &r->done, 1)) {
+        pthread_mutex_lock(&r->mu);
+        r->errors++;
+        pthread_mutex_unlock(&r->mu);
+    }
+}
+
+/* The last free_nowait never waits for the runtime to stop, even while a
+ * callback blocks one of its threads. */
+static void test_last_free_nowait_does_not_wait(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r;
+    recorder_init(&r);
+    fal_rt_realtime_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.on_result = block_on_result;
+    h.free_user_data = count_free;
+    fal_rt_realtime *conn = NULL;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", NULL, &h, &conn, NULL), FAL_RT_OK);
+    fal_rt_client_free(client); /* the connection is now the last object */
+    CHECK_RC(fal_rt_realtime_send_json(conn, "{\"n\":1}", NULL), FAL_RT_OK);
+    CHECK(wait_for(&r, &r.results, 1));
+    fal_rt_realtime_free_nowait(conn);
+    /* Returned while the callback still blocks: its finalizer has not run. */
+    int freed_early = read_int(&r, &r.freed);
+    pthread_mutex_lock(&r.mu);
+    r.done = 1;
+    pthread_cond_broadcast(&r.cv);
+    pthread_mutex_unlock(&r.mu);
+    CHECK(freed_early == 0);
+    CHECK(wait_for(&r, &r.freed, 1));
+    CHECK(read_int(&r, &r.errors) == 0);
+    CHECK(threads_ended());
+    CHECK(counter(&g_starts) == counter(&g_stops));
+    recorder_destroy(&r);
+}
+
+/* A last free_nowait still sends its close frame (1000) before the runtime
+ * stops. Steps that fail are counted (not returned from) so that the server
+ * thread is always stopped. */
+static void test_close_code_after_last_free_nowait(void) {
+    for (int kind = 0; kind < 2; kind++) { /* 0: raw socket, 1: realtime connection */
+        mini_ws_server srv;
+        CHECK(mini_server_start(&srv));
+        int step_failed = 0;
+        fal_rt_client *client = mini_server_client(&srv);
+        fal_rt_connect_options o;
+        memset(&o, 0, sizeof o);
+        o.struct_size = sizeof o;
+        o.header_auth = true;
+        o.throttle_ms = FAL_RT_THROTTLE_NONE;
+        if (client == NULL) {
+            step_failed = 1;
+        } else if (kind == 0) {
+            fal_rt_ws *ws = NULL;
+            if (fal_rt_ws_connect(client, "demo/echo", &o, NULL, &ws, NULL) != FAL_RT_OK ||
+                fal_rt_ws_send_text(ws, "hi", NULL) != FAL_RT_OK || !wait_for(&srv.r, &srv.r.results, 1))
+                step_failed = 1;
+            fal_rt_client_free(client);
+            fal_rt_ws_free_nowait(ws); /* the last object */
+        } else {
+            fal_rt_realtime_handler h;
+            memset(&h, 0, sizeof h);
+            h.struct_size = sizeof h;
+            fal_rt_realtime *conn = NULL;
+            if (fal_rt_realtime_connect(client, "demo/echo", &o, &h, &conn, NULL) != FAL_RT_OK ||
+                fal_rt_realtime_send_json(conn, "{\"n\":1}", NULL) != FAL_RT_OK ||
+                !wait_for(&srv.r, &srv.r.results, 1))
+                step_failed = 1;
+            fal_rt_client_free(client);
+            fal_rt_realtime_free_nowait(conn); /* the last object */
+        }
+        mini_server_stop(&srv);
+        if (srv.r.last_close_code != 1000)
+            fprintf(stderr, "    kind %d: close code %d\n", kind, srv.r.last_close_code);
+        CHECK(!step_failed);
+        CHECK(srv.r.last_close_code == 1000);
+        CHECK(threads_ended());
+    }
+    CHECK(counter(&g_starts) == counter(&g_stops));
+}
+
+/* A connect cancelled while its token provider blocks returns at once: the
+ * provider is released by the test only after the connect returned. */
+typedef struct cancel_ctx {
+    recorder r; /* results: provider entered; closes: connect returned; done: release the provider */
+    fal_rt_client *client;
+    fal_rt_cancel_token *token;
+    int ws;
+    fal_rt_result rc;
+} cancel_ctx;
+
+static int blocking_token(void *ud, const char *app, fal_rt_buffer *out) {
+    (void)app;
+    (void)out;
+    cancel_ctx *c = (cancel_ctx *)ud;
+    pthread_mutex_lock(&c->r.mu);
+    c->r.results++;
+    pthread_cond_broadcast(&c->r.cv);
+    pthread_mutex_unlock(&c->r.mu);
+    if (!wait_for(&c->r, &c->r.done, 1)) {
+        pthread_mutex_lock(&c->r.mu);
+        c->r.errors++;
+        pthread_mutex_unlock(&c->r.mu);
+    }
+    return 1;
+}
+
+static void *cancelled_connect_thread(void *arg) {
+    cancel_ctx *c = (cancel_ctx *)arg;
+    fal_rt_connect_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.token_provider = blocking_token;
+    o.callbacks_user_data = c;
+    o.free_callbacks_user_data = count_free; /* c starts with its recorder */
+    o.cancel = c->token;
+    fal_rt_result rc;
+    if (c->ws) {
+        fal_rt_ws *ws = NULL;
+        o.path = "/raw";
+        rc = fal_rt_ws_connect(c->client, "demo/echo", &o, NULL, &ws, NULL);
+        if (rc == FAL_RT_OK) fal_rt_ws_free(ws);
+    } else {
+        fal_rt_session *s = NULL;
+        rc = fal_rt_session_connect(c->client, "demo/echo", &o, &s, NULL);
+        if (rc == FAL_RT_OK) fal_rt_session_free(s);
+    }
+    pthread_mutex_lock(&c->r.mu);
+    c->rc = rc;
+    c->r.closes = 1;
+    pthread_cond_broadcast(&c->r.cv);
+    pthread_mutex_unlock(&c->r.mu);
+    return NULL;
+}
+
+static void test_cancelled_connect_returns_at_once(void) {
+    for (int ws = 0; ws < 2; ws++) {
+        cancel_ctx c;
+        memset(&c, 0, sizeof c);
+        recorder_init(&c.r);
+        c.ws = ws;
+        c.client = emulator_client();
+        CHECK_RC(fal_rt_cancel_token_new(&c.token), FAL_RT_OK);
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, cancelled_connect_thread, &c) == 0);
+        int entered = wait_for(&c.r, &c.r.results, 1);
+        CHECK_RC(fal_rt_cancel_token_cancel(c.token), FAL_RT_OK);
+        /* The connect returns while the provider still blocks. */
+        int returned = wait_for(&c.r, &c.r.closes, 1);
+        pthread_mutex_lock(&c.r.mu);
+        c.r.done = 1;
+        pthread_cond_broadcast(&c.r.cv);
+        pthread_mutex_unlock(&c.r.mu);
+        pthread_join(t, NULL);
+        CHECK(entered && returned);
+        CHECK_RC(c.rc, FAL_RT_INTERRUPTED);
+        /* The finalizer runs when the provider returns, on its thread. */
+        CHECK(wait_for(&c.r, &c.r.freed, 1));
+        CHECK(read_int(&c.r, &c.r.errors) == 0);
+        fal_rt_cancel_token_free(c.token);
+        fal_rt_client_free(c.client);
+        CHECK(threads_ended());
+        recorder_destroy(&c.r);
+    }
+    CHECK(counter(&g_starts) == counter(&g_stops));
+}
+
+/* free inside the encoder (a callback on the sending thread), as the last
+ * object: the handle is released when the send returns, not while the send
+ * still uses it, and the runtime stops in the background. */
+static fal_rt_realtime *g_enc_self;
+static int freeing_encoder(void *ud, const uint8_t *data, size_t len, fal_rt_buffer *out) {
+    (void)ud;
+    fal_rt_realtime_free(g_enc_self);
+    /* Freed inside a callback: still readable, calls answer NOT_CONNECTED. */
+    fal_rt_state st;
+    if (fal_rt_realtime_state(g_enc_self, &st) != FAL_RT_NOT_CONNECTED) return 2;
+    return fal_rt_buffer_append(out, data, len) == FAL_RT_OK ? 0 : 1;
+}
+
+static void test_last_free_inside_encoder(void) {
+    fal_rt_client *client = emulator_client();
+    recorder r, cbr;
+    recorder_init(&r);
+    recorder_init(&cbr);
+    fal_rt_realtime_handler h;
+    memset(&h, 0, sizeof h);
+    h.struct_size = sizeof h;
+    h.user_data = &r;
+    h.free_user_data = count_free;
+    fal_rt_connect_options o;
+    memset(&o, 0, sizeof o);
+    o.struct_size = sizeof o;
+    o.encoder = freeing_encoder;
+    o.callbacks_user_data = &cbr;
+    o.free_callbacks_user_data = count_free;
+    CHECK_RC(fal_rt_realtime_connect(client, "demo/echo", &o, &h, &g_enc_self, NULL), FAL_RT_OK);
+    fal_rt_client_free(client); /* the connection is now the last object */
+    fal_rt_result rc = fal_rt_realtime_send_json(g_enc_self, "{\"n\":1}", NULL);
+    CHECK(rc == FAL_RT_OK || rc == FAL_RT_NOT_CONNECTED);
+    CHECK(wait_for(&r, &r.freed, 1));
+    CHECK(wait_for(&cbr, &cbr.freed, 1));
+    CHECK(threads_ended());
+    CHECK(counter(&g_starts) == counter(&g_stops));
+    recorder_destroy(&r);
+    recorder_destroy(&cbr);
+}
+
 static void test_remove_hooks(void) {
     CHECK(fal_rt_thread_count() == 0);
     CHECK_RC(fal_rt_set_thread_hooks(NULL, NULL, NULL), FAL_RT_OK);
@@ -206,6 +441,10 @@ int main(int argc, char **argv) {
     static const test_case tests[] = {
         {"hooks_and_thread_end", test_hooks_and_thread_end},
         {"last_free_inside_callback", test_last_free_inside_callback},
+        {"last_free_nowait_does_not_wait", test_last_free_nowait_does_not_wait},
+        {"close_code_after_last_free_nowait", test_close_code_after_last_free_nowait},
+        {"cancelled_connect_returns_at_once", test_cancelled_connect_returns_at_once},
+        {"last_free_inside_encoder", test_last_free_inside_encoder},
         {"remove_hooks", test_remove_hooks},
     };
     return run_tests(tests, sizeof tests / sizeof tests[0], argc, argv);
