@@ -251,44 +251,29 @@ impl Shared {
         IN_CALLBACK.with(|c| c.set(prev));
     }
 
-    fn emit_result(&self, m: Message) {
-        StatsCell::inc(&self.stats.results);
-        self.call(|h| h.on_result(m));
-    }
-
     /// Deliver a batch through `on_results`, each result counted when the
     /// handler takes it. A panic inside a callback loses only that result:
     /// the rest still reach the handler.
     fn emit_results(&self, batch: Vec<Message>) {
-        if batch.len() == 1 {
-            for m in batch {
-                self.emit_result(m);
-            }
-            return;
-        }
-        let h = self.handler();
         let mut it = Batch {
             it: batch.into_iter(),
             owner: self as *const Shared,
             stats: &self.stats,
         };
-        let prev = IN_CALLBACK.with(|c| c.replace(true));
         while it.it.len() > 0 && !it.closed() {
             let before = it.it.len();
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_results(&mut it))).is_err() {
-                log::error!("fal-realtime: a connection callback panicked; the connection keeps going");
-            } else if it.it.len() == before {
+            let mut took_none = false;
+            self.call(|h| {
+                h.on_results(&mut it);
+                took_none = it.it.len() == before;
+            });
+            if took_none {
                 // A handler that took nothing: one at a time, so none is lost.
                 if let Some(m) = it.next() {
-                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h.on_result(m))).is_err() {
-                        log::error!(
-                            "fal-realtime: a connection callback panicked; the connection keeps going"
-                        );
-                    }
+                    self.call(|h| h.on_result(m));
                 }
             }
         }
-        IN_CALLBACK.with(|c| c.set(prev));
     }
 
     fn emit_error(&self, e: Error) {
