@@ -9,8 +9,8 @@
 
 mod common;
 
-use common::KEY;
-use fal_realtime::{Client, ClientConfig, Message, RealtimeConnection, RealtimeHandler, RealtimeOptions};
+use common::{static_token, KEY};
+use fal_realtime::{Client, ClientConfig, Message, RealtimeConnection, RealtimeHandler};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -51,16 +51,6 @@ async fn burst_server() -> String {
         }
     });
     addr
-}
-
-fn options() -> RealtimeOptions {
-    RealtimeOptions {
-        token_provider: Some(Arc::new(|_app: String| async {
-            Ok::<_, fal_realtime::Error>("token".to_string())
-        })),
-        throttle_interval: Duration::ZERO,
-        ..Default::default()
-    }
 }
 
 fn index(m: &Message) -> i64 {
@@ -122,7 +112,7 @@ fn setup(addr: &str, close_at: Option<i64>, panic_at: Option<i64>) -> (RealtimeC
     };
     let conn = Client::new(ClientConfig::local(addr, KEY))
         .unwrap()
-        .realtime("me/app", options(), h)
+        .realtime("me/app", static_token(), h)
         .unwrap();
     let _ = slot.set(conn.clone());
     (conn, log)

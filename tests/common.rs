@@ -2,7 +2,7 @@
 //! handler that records what it receives.
 #![allow(dead_code)]
 
-use fal_realtime::{Client, ClientConfig, ConnectionState, Error, Message, RealtimeHandler};
+use fal_realtime::{Client, ClientConfig, ConnectionState, Error, Message, RealtimeHandler, RealtimeOptions};
 use fal_realtime_emulator::{AppSettings, Emulator, EmulatorConfig};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -100,4 +100,16 @@ pub async fn raw_token(addr: &str, alias: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     let body = out.split("\r\n\r\n").nth(1).unwrap();
     serde_json::from_str::<String>(body.trim()).unwrap()
+}
+
+/// Options for a test server of the test's own: a constant token (no token
+/// endpoint there) and no throttle.
+pub fn static_token() -> RealtimeOptions {
+    RealtimeOptions {
+        token_provider: Some(Arc::new(|_app: String| async {
+            Ok::<_, fal_realtime::Error>("token".to_string())
+        })),
+        throttle_interval: Duration::ZERO,
+        ..Default::default()
+    }
 }

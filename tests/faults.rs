@@ -219,16 +219,6 @@ fn keepalive_client(addr: &str) -> Client {
     Client::new(cfg).unwrap()
 }
 
-fn static_token() -> RealtimeOptions {
-    RealtimeOptions {
-        token_provider: Some(Arc::new(|_app: String| async {
-            Ok::<_, fal_realtime::Error>("token".to_string())
-        })),
-        throttle_interval: Duration::ZERO,
-        ..Default::default()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keepalive_detects_a_dead_peer_in_every_style() {
     let (addr, accepted) = silent_server().await;
