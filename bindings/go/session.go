@@ -45,6 +45,33 @@ func watch(ctx context.Context, poke func()) (stop func()) {
 	}
 }
 
+// recvLoop is Recv of sessions and raw sockets: one blocking library recv
+// at a time (once), woken by interrupt when ctx is done or Close runs. An
+// interrupt that is neither (left from an earlier Recv) waits again.
+func recvLoop[T any](ctx context.Context, interrupt func(), closed *atomic.Bool, once func() (T, C.int32_t, error)) (T, error) {
+	var zero T
+	stop := watch(ctx, interrupt)
+	defer stop()
+	for {
+		if err := ctx.Err(); err != nil {
+			return zero, err
+		}
+		v, rc, err := once()
+		switch rc {
+		case codeOK:
+			return v, nil
+		case codeInterrupted:
+			if closed.Load() {
+				return zero, ErrClosed
+			}
+		case codeEnd:
+			return zero, ErrEnd
+		default:
+			return zero, err
+		}
+	}
+}
+
 // connectCancellable runs a blocking connect with a fal_rt_cancel_token in
 // co that ctx cancels: it returns codeInterrupted when ctx ended it.
 func connectCancellable(ctx context.Context, co *C.fal_rt_connect_options, connect func() C.int32_t) C.int32_t {
@@ -131,27 +158,7 @@ func (s *Session) interrupt() {
 func (s *Session) Recv(ctx context.Context) (*Result, error) {
 	s.rmu.Lock()
 	defer s.rmu.Unlock()
-	stop := watch(ctx, s.interrupt)
-	defer stop()
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		r, rc, err := s.recvOnce()
-		switch rc {
-		case codeOK:
-			return r, nil
-		case codeInterrupted:
-			if s.closed.Load() {
-				return nil, ErrClosed
-			}
-			continue // ctx (checked above), or an interrupt left from an earlier Recv
-		case codeEnd:
-			return nil, ErrEnd
-		default:
-			return nil, err
-		}
-	}
+	return recvLoop(ctx, s.interrupt, &s.closed, s.recvOnce)
 }
 
 func (s *Session) recvOnce() (*Result, C.int32_t, error) {

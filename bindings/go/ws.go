@@ -151,26 +151,7 @@ func (w *WS) interrupt() {
 func (w *WS) Recv(ctx context.Context) (*Frame, error) {
 	w.rmu.Lock()
 	defer w.rmu.Unlock()
-	stop := watch(ctx, w.interrupt)
-	defer stop()
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		f, rc, err := w.recvOnce()
-		switch rc {
-		case codeOK:
-			return f, nil
-		case codeInterrupted:
-			if w.closed.Load() {
-				return nil, ErrClosed
-			}
-		case codeEnd:
-			return nil, ErrEnd
-		default:
-			return nil, err
-		}
-	}
+	return recvLoop(ctx, w.interrupt, &w.closed, w.recvOnce)
 }
 
 func (w *WS) recvOnce() (*Frame, C.int32_t, error) {
