@@ -95,11 +95,15 @@ fn hooks() -> MutexGuard<'static, Hooks> {
 
 /// Run on every library thread first.
 fn thread_started() {
-    let start = {
-        let mut h = hooks();
-        h.live += 1;
-        h.start.clone()
-    };
+    hooks().live += 1;
+    run_start_hook();
+}
+
+/// The start hook, run first on every library thread. The hooks cannot change
+/// in between: `set_thread_hooks` refuses while `live > 0`, and the thread is
+/// counted before this runs.
+fn run_start_hook() {
+    let start = hooks().start.clone();
     if let Some(f) = start {
         f();
     }
@@ -184,10 +188,14 @@ pub(crate) fn with_hooks(mut b: tokio::runtime::Builder) -> tokio::runtime::Buil
 /// and the stop hook ran.
 fn spawn_helper<F: FnOnce() + Send + 'static>(f: F) -> (std::thread::JoinHandle<()>, mpsc::Receiver<()>) {
     let (done_tx, done_rx) = mpsc::channel();
+    // Counted by the spawning thread, before the helper exists: otherwise the
+    // count could read 0 between this spawn and the helper's first line (while
+    // the runtime it is about to stop has already lost its workers).
+    hooks().live += 1;
     let h = std::thread::Builder::new()
         .name("fal-realtime-helper".into())
         .spawn(move || {
-            thread_started();
+            run_start_hook();
             struct Stop(mpsc::Sender<()>);
             impl Drop for Stop {
                 fn drop(&mut self) {
