@@ -24,6 +24,15 @@ passed=0
 failed=0
 ok() { passed=$((passed + ${2:-1})); echo "ok - $1"; }
 bad() { failed=$((failed + ${2:-1})); echo "FAILED - $1"; }
+# has PATTERN CMD...: CMD's standard output matches PATTERN. Not `CMD | grep -q`: under pipefail,
+# grep -q exits at its first match, CMD can then die of SIGPIPE, and the pipeline fails although
+# it matched (a CI run failed so on ldd, whose loader writes one line at a time).
+has() {
+  local pat="$1" out
+  shift
+  out="$("$@" 2>/dev/null)" || true
+  grep -q -- "$pat" <<<"$out"
+}
 
 # ---- tools ---------------------------------------------------------------
 missing=()
@@ -59,7 +68,7 @@ else
   bad "fal_realtime.h + fal_realtime.hpp compile standalone as C++17 (-pedantic)"
 fi
 # The header's version macros are the crate's version.
-CRATE_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)"
+CRATE_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p;T;q' Cargo.toml)"
 hdr_macro() { sed -n "s/^#define FAL_RT_VERSION_$1 \(.*\)$/\1/p" include/fal_realtime.h; }
 IFS=. read -r v_major v_minor v_patch <<<"${CRATE_VERSION%%[-+]*}"
 if [ "$(hdr_macro MAJOR)" = "$v_major" ] && [ "$(hdr_macro MINOR)" = "$v_minor" ] &&
@@ -209,7 +218,7 @@ else
   readelf -d "$PREFIX/lib/$REAL" | head -20 || true
   bad "installed library has SONAME libfal_realtime.so.0"
 fi
-if ! readelf -S "$PREFIX/lib/$REAL" | grep -q '\.symtab' && file -L "$PREFIX/lib/$REAL" | grep -q ', stripped'; then
+if ! has '\.symtab' readelf -S "$PREFIX/lib/$REAL" && has ', stripped' file -L "$PREFIX/lib/$REAL"; then
   ok "installed library is stripped"
 else
   file -L "$PREFIX/lib/$REAL" || true
@@ -230,8 +239,8 @@ if [ "$(pkg-config --modversion fal-realtime)" = "$CRATE_VERSION" ]; then
   gcc "${CFLAGS[@]}" bindings/c/examples/realtime_demo.c -o "$TMP/demo_pkgconfig" \
     $(pkg-config --cflags --libs fal-realtime) -Wl,-rpath,"$TMP/prefix/lib" -lpthread
   run_demo "pkg-config build (shared)" 3 "done: 3 results, 0 errors, 3 frames sent" "$TMP/demo_pkgconfig" "$HOSTPORT" demo/echo 3
-  if readelf -d "$TMP/demo_pkgconfig" | grep -q 'NEEDED.*\[libfal_realtime\.so\.0\]' &&
-    ldd "$TMP/demo_pkgconfig" | grep -q "libfal_realtime\.so\.0 => $PREFIX/lib/"; then
+  if has 'NEEDED.*\[libfal_realtime\.so\.0\]' readelf -d "$TMP/demo_pkgconfig" &&
+    has "libfal_realtime\.so\.0 => $PREFIX/lib/" ldd "$TMP/demo_pkgconfig"; then
     ok "pkg-config build (shared) needs libfal_realtime.so.0 from the prefix"
   else
     ldd "$TMP/demo_pkgconfig" || true
@@ -242,7 +251,7 @@ if [ "$(pkg-config --modversion fal-realtime)" = "$CRATE_VERSION" ]; then
     $(pkg-config --cflags fal-realtime) -Wl,-Bstatic -lfal_realtime -Wl,-Bdynamic \
     $(pkg-config --static --libs-only-L --libs-only-other fal-realtime) \
     $(pkg-config --static --libs-only-l fal-realtime | sed 's/-lfal_realtime//')
-  if ldd "$TMP/demo_static" | grep -q libfal_realtime; then
+  if has libfal_realtime ldd "$TMP/demo_static"; then
     bad "pkg-config build (static) links the shared library"
   else
     run_demo "pkg-config build (static)" 3 "done: 3 results, 0 errors, 3 frames sent" "$TMP/demo_static" "$HOSTPORT" demo/echo 3
@@ -258,13 +267,13 @@ CMB="$TMP/cmake-example"
 if cmake -S bindings/c/cmake-example -B "$CMB" -DCMAKE_PREFIX_PATH="$PREFIX" >"$TMP/cmake.log" 2>&1 &&
   cmake --build "$CMB" >>"$TMP/cmake.log" 2>&1; then
   ok "CMake find_package build (bindings/c/cmake-example)"
-  if "$CMB/app" >"$TMP/cmake-app.out" 2>&1 && ldd "$CMB/app" | grep -q "libfal_realtime\.so\.0 => $PREFIX/lib/"; then
+  if "$CMB/app" >"$TMP/cmake-app.out" 2>&1 && has "libfal_realtime\.so\.0 => $PREFIX/lib/" ldd "$CMB/app"; then
     ok "CMake build (fal_realtime::fal_realtime): version matches the header"
   else
     cat "$TMP/cmake-app.out"; ldd "$CMB/app" || true
     bad "CMake build (fal_realtime::fal_realtime)"
   fi
-  if "$CMB/app_static" >"$TMP/cmake-app.out" 2>&1 && ! ldd "$CMB/app_static" | grep -q libfal_realtime; then
+  if "$CMB/app_static" >"$TMP/cmake-app.out" 2>&1 && ! has libfal_realtime ldd "$CMB/app_static"; then
     ok "CMake build (fal_realtime::fal_realtime_static): version matches the header"
   else
     cat "$TMP/cmake-app.out"; ldd "$CMB/app_static" || true
