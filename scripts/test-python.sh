@@ -28,10 +28,11 @@ FAL_VENV=target/py-venv-fal
 WHEELS=target/wheels
 SDIST_DIR=target/sdist
 # Pinned build and test tools (and msgpack-python, to check byte-for-byte agreement;
-# fal-client, for the differential test of `import fal_realtime as fal_client`).
+# fal-client, for the differential test of `import fal_realtime as fal_client`;
+# uvloop, the other event loop the README promises).
 TOOLS=(maturin==1.16.0 ziglang==0.17.0 auditwheel==6.8.2
   pytest==9.2.0 pytest-asyncio==1.5.0 pytest-timeout==2.4.0 mypy==2.4.1 msgpack==1.2.4
-  fal-client==1.0.3)
+  fal-client==1.0.3 uvloop==0.23.0)
 # The smoke venvs (pytest 9 and pytest-asyncio 1.3+ need Python >= 3.10; these cover 3.9-3.13).
 SMOKE_TOOLS=(pytest==8.4.2 pytest-asyncio==1.2.0 pytest-timeout==2.4.0)
 # Smoke subset (about 120 tests, a few seconds): the files that need nothing but

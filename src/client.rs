@@ -79,9 +79,35 @@ impl Client {
     /// An explicit-connect, pull-style realtime session (what Python's
     /// `fal_client.realtime()` does): connects now, then `send` / `recv`.
     pub async fn connect(&self, app: &str, options: RealtimeOptions) -> Result<RealtimeSession> {
+        self.connect_inner(app, options, None).await
+    }
+
+    /// [`connect`](Self::connect), for hosts that open sessions on one
+    /// runtime and drive them from another: the token fetch and handshake run
+    /// on the runtime this future runs on, then the session's socket and
+    /// keepalive timer move to `driver`'s reactor. Poll the session only on
+    /// `driver`'s runtime from then on (its I/O is reported there). The Python
+    /// asyncio door opens on the shared runtime and drives every session of an
+    /// event loop from one current-thread runtime this way.
+    pub async fn connect_on(
+        &self,
+        driver: &tokio::runtime::Handle,
+        app: &str,
+        options: RealtimeOptions,
+    ) -> Result<RealtimeSession> {
+        self.connect_inner(app, options, Some(driver)).await
+    }
+
+    async fn connect_inner(
+        &self,
+        app: &str,
+        options: RealtimeOptions,
+        driver: Option<&tokio::runtime::Handle>,
+    ) -> Result<RealtimeSession> {
         let target = self.target(app, &options, DefaultPath::Realtime)?;
-        let (ws, _token, fetched) =
+        let (mut ws, _token, fetched) =
             with_timeout(self.inner.config.open_timeout, open_target(&target, None)).await?;
+        let _on = moved_to(driver, &mut ws)?;
         let session = RealtimeSession::new(
             ws,
             self.inner.keepalive(),
@@ -97,6 +123,26 @@ impl Client {
     /// A raw WebSocket with the same URL and auth rules; no codec. The default
     /// path is empty (`/{id}`).
     pub async fn ws_connect(&self, app: &str, options: WsOptions) -> Result<WsConnection> {
+        self.ws_connect_inner(app, options, None).await
+    }
+
+    /// [`ws_connect`](Self::ws_connect) with the socket moved to `driver`'s
+    /// reactor once open, as [`connect_on`](Self::connect_on) does.
+    pub async fn ws_connect_on(
+        &self,
+        driver: &tokio::runtime::Handle,
+        app: &str,
+        options: WsOptions,
+    ) -> Result<WsConnection> {
+        self.ws_connect_inner(app, options, Some(driver)).await
+    }
+
+    async fn ws_connect_inner(
+        &self,
+        app: &str,
+        options: WsOptions,
+        driver: Option<&tokio::runtime::Handle>,
+    ) -> Result<WsConnection> {
         let ropts = RealtimeOptions {
             path: options.path.clone(),
             max_buffering: options.max_buffering,
@@ -106,8 +152,9 @@ impl Client {
             ..Default::default()
         };
         let target = self.target(app, &ropts, DefaultPath::None)?;
-        let (ws, _token, fetched) =
+        let (mut ws, _token, fetched) =
             with_timeout(self.inner.config.open_timeout, open_target(&target, None)).await?;
+        let _on = moved_to(driver, &mut ws)?;
         let conn = WsConnection::new(ws, self.inner.keepalive());
         if fetched {
             conn.count_token_fetch();
@@ -154,6 +201,21 @@ impl Client {
             token_expiration,
         })
     }
+}
+
+/// Move a new socket to `driver`'s reactor, if one is given, and enter that
+/// runtime so the pull halves built next (their keepalive timer) belong to it
+/// too. Keep the guard until they are built; nothing may be awaited meanwhile.
+fn moved_to<'a>(
+    driver: Option<&'a tokio::runtime::Handle>,
+    ws: &mut crate::transport::WsStream,
+) -> Result<Option<tokio::runtime::EnterGuard<'a>>> {
+    let Some(h) = driver else {
+        return Ok(None);
+    };
+    let guard = h.enter();
+    crate::transport::reregister(ws)?;
+    Ok(Some(guard))
 }
 
 #[cfg(test)]

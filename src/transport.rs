@@ -8,22 +8,115 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The WebSocket stream type used by every connection.
-pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<NetStream>>;
+
+/// The TCP socket under every WebSocket: a tokio `TcpStream` that can move to
+/// another runtime's reactor ([`reregister`]). Our own type because neither
+/// tokio-tungstenite nor tokio-rustls gives the socket back out of the layers
+/// above it, and a host that opens connections on one runtime and drives them
+/// from another (the Python asyncio door: one runtime per event loop) needs
+/// exactly that. Costs one `Option` check per read and write.
+pub(crate) struct NetStream(Option<TcpStream>);
+
+impl NetStream {
+    fn io(&mut self) -> std::io::Result<Pin<&mut TcpStream>> {
+        match self.0.as_mut() {
+            Some(s) => Ok(Pin::new(s)),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the socket was lost while moving to another runtime",
+            )),
+        }
+    }
+
+    /// Register the socket with the reactor of the runtime entered on this
+    /// thread (readiness already pending is reported there again).
+    fn reregister(&mut self) -> std::io::Result<()> {
+        let Some(s) = self.0.take() else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "the socket was lost while moving to another runtime",
+            ));
+        };
+        self.0 = Some(TcpStream::from_std(s.into_std()?)?);
+        Ok(())
+    }
+
+    #[cfg(unix)]
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.0.as_ref().map(|s| s.as_raw_fd())
+    }
+}
+
+impl AsyncRead for NetStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for NetStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.io()?.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.io()?.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.io()?.poll_shutdown(cx)
+    }
+}
+
+/// Move the socket of `ws` to the reactor of the runtime entered on this
+/// thread (`Handle::enter`). Call it between polls, never while a read or a
+/// write is in flight on another runtime.
+pub(crate) fn reregister(ws: &mut WsStream) -> Result<()> {
+    let net = match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => s,
+        MaybeTlsStream::Rustls(s) => s.get_mut().0,
+        _ => return Ok(()),
+    };
+    net.reregister()
+        .map_err(|e| io_error("could not move the socket to the runtime that drives it", &e))
+}
 
 /// The OS socket of a WebSocket stream (plain or TLS).
 #[cfg(unix)]
 pub(crate) fn raw_fd(ws: &WsStream) -> Option<std::os::fd::RawFd> {
-    use std::os::fd::AsRawFd;
     match ws.get_ref() {
-        MaybeTlsStream::Plain(s) => Some(s.as_raw_fd()),
-        MaybeTlsStream::Rustls(s) => Some(s.get_ref().0.as_raw_fd()),
+        MaybeTlsStream::Plain(s) => s.raw_fd(),
+        MaybeTlsStream::Rustls(s) => s.get_ref().0.raw_fd(),
         _ => None,
     }
 }
@@ -250,7 +343,42 @@ pub(crate) async fn open_ws(
         None => tokio_tungstenite::Connector::Plain,
     };
     let what = format!("could not connect to {public_url}");
-    match tokio_tungstenite::connect_async_tls_with_config(req, Some(cfg), true, Some(connector)).await {
+    // What tokio-tungstenite's `connect_async` does, onto our `NetStream`.
+    let uri = req.uri();
+    let host = match uri.host() {
+        // rustls and the resolver take IPv6 addresses without the brackets.
+        Some(h) if h.starts_with('[') && h.ends_with(']') => h[1..h.len() - 1].to_string(),
+        Some(h) => h.to_string(),
+        None => {
+            return Err(ws_error(
+                &what,
+                tungstenite::Error::Url(tungstenite::error::UrlError::NoHostName),
+            ))
+        }
+    };
+    let port = uri.port_u16().or(match uri.scheme_str() {
+        Some("wss") => Some(443),
+        Some("ws") => Some(80),
+        _ => None,
+    });
+    let Some(port) = port else {
+        return Err(ws_error(
+            &what,
+            tungstenite::Error::Url(tungstenite::error::UrlError::UnsupportedUrlScheme),
+        ));
+    };
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| io_error(&what, &e))?;
+    tcp.set_nodelay(true).map_err(|e| io_error(&what, &e))?;
+    match tokio_tungstenite::client_async_tls_with_config(
+        req,
+        NetStream(Some(tcp)),
+        Some(cfg),
+        Some(connector),
+    )
+    .await
+    {
         Ok((ws, _resp)) => Ok(ws),
         Err(e) => Err(ws_error(&what, e)),
     }

@@ -262,3 +262,90 @@ async fn a_small_read_buffer_still_carries_large_frames() {
         .unwrap();
     assert_eq!(s.recv().await.unwrap().unwrap().to_value().unwrap(), big);
 }
+
+/// `connect_on` / `ws_connect_on`: open on one runtime, then drive from
+/// another. The opening runtime is shut down before the first send, so the
+/// sessions work only if their sockets (plain and TLS) and keepalive timers
+/// moved to the driving runtime.
+#[test]
+fn connect_on_moves_the_socket_and_timer_to_the_driving_runtime() {
+    let emu_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = emu_rt.block_on(emulator());
+    let (tls_emu, dir) = emu_rt.block_on(tls_emulator());
+    let keepalive = |c: ClientConfig| ClientConfig {
+        ping_interval: Some(Duration::from_millis(20)),
+        ping_timeout: Some(Duration::from_secs(5)),
+        ..c
+    };
+    let plain = Client::new(keepalive(ClientConfig::local(&emu.ws_host(), KEY))).unwrap();
+    let port = tls_emu.addr().port();
+    let tls = Client::new(keepalive(ClientConfig {
+        credentials: Some(fal_realtime::Credentials::key(KEY)),
+        run_host: format!("localhost:{port}"),
+        rest_url: format!("https://localhost:{port}"),
+        extra_ca_file: Some(dir.path().join("ca.pem")),
+        ..Default::default()
+    }))
+    .unwrap();
+
+    let driver = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let opener = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    fn bounded<T>(what: &'static str) -> impl Fn(Result<T, tokio::time::error::Elapsed>) -> T {
+        move |r| r.unwrap_or_else(|_| panic!("timed out: {what}"))
+    }
+    let (mut sessions, mut sockets) = (Vec::new(), Vec::new());
+    for c in [&plain, &tls] {
+        let s = opener.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                c.connect_on(driver.handle(), "me/echo", RealtimeOptions::default()),
+            )
+            .await
+        });
+        sessions.push(bounded("connect_on")(s).expect("connect_on"));
+        let ws = opener.block_on(async {
+            let opts = WsOptions {
+                path: Some("/realtime".into()),
+                ..Default::default()
+            };
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                c.ws_connect_on(driver.handle(), "me/echo", opts),
+            )
+            .await
+        });
+        sockets.push(bounded("ws_connect_on")(ws).expect("ws_connect_on"));
+    }
+    opener.shutdown_timeout(Duration::from_secs(5));
+
+    driver.block_on(async {
+        for (i, s) in sessions.iter_mut().enumerate() {
+            s.send(&json!({"request_id": format!("s{i}")})).await.unwrap();
+            let m = bounded("session recv")(tokio::time::timeout(Duration::from_secs(10), s.recv()).await);
+            assert_eq!(m.unwrap().unwrap().request_id(), Some(format!("s{i}").as_str()));
+            // A recv that waits runs keepalive: pings go out, pongs come back.
+            let idle = tokio::time::timeout(Duration::from_millis(200), s.recv()).await;
+            assert!(idle.is_err(), "no message was due");
+            let st = s.stats();
+            assert!(st.pings_sent >= 1 && st.pongs_received >= 1, "{st:?}");
+            s.close().await.unwrap();
+        }
+        for ws in &mut sockets {
+            ws.send_text("hello").await.unwrap();
+            let f = bounded("ws recv")(tokio::time::timeout(Duration::from_secs(10), ws.recv()).await);
+            assert_eq!(f.unwrap().unwrap(), Frame::Text("hello".into()));
+            ws.close().await.unwrap();
+        }
+    });
+}

@@ -1,8 +1,11 @@
 //! The asyncio API: `realtime_async()` and `ws_connect_async()` connections.
 //!
-//! Each connection owns a current-thread tokio runtime that only the event
-//! loop's thread drives, in short non-blocking "ticks" (GIL released). The
-//! event loop itself watches the socket (`loop.add_reader` / `add_writer` on
+//! The connections of one event loop share a current-thread tokio runtime
+//! (`LoopRt`) that only the loop's thread drives, in short non-blocking
+//! "ticks" (GIL released). A connection opens on the shared multi-thread
+//! runtime (token fetch and handshake, on a blocking thread, so the loop never
+//! waits), and its socket then moves to the loop's runtime
+//! (`Client::connect_on`). The event loop itself watches each socket (`loop.add_reader` / `add_writer` on
 //! its file descriptor): when a result arrives, the kernel wakes the loop
 //! thread directly, which reads, decodes and resolves the awaiting future —
 //! one thread wake per message, as for a pure-asyncio client, and no worker
@@ -22,6 +25,7 @@ use crate::util;
 use fal_realtime::{ErrorKind, Frame, Result as CoreResult};
 use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -31,6 +35,142 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 use tokio::sync::Notify;
+
+/// The runtime that drives every connection of one event loop; shut down
+/// (in the background: it may be dropped anywhere) with its last connection.
+pub struct LoopRt(Option<Runtime>);
+
+impl std::ops::Deref for LoopRt {
+    type Target = Runtime;
+    fn deref(&self) -> &Runtime {
+        self.0.as_ref().expect("runtime present until drop")
+    }
+}
+
+impl Drop for LoopRt {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// What an open made on the shared runtime leaves for the loop thread: build
+/// the connection object (or the exception), with the GIL, on the loop.
+type Opened = Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send>;
+
+/// Finished opens waiting for the loop thread. The shared runtime's workers
+/// never take the GIL for them (a worker waiting for the GIL stalls every
+/// connection it drives), and no thread is parked per open: a worker queues
+/// the outcome and writes one byte to `wake`, whose other end the loop
+/// watches (`LoopDriver::_drain`).
+struct Inbox {
+    jobs: Mutex<Vec<(Py<PyAny>, Opened)>>,
+    wake: std::os::unix::net::UnixStream,
+}
+
+impl Inbox {
+    fn push(&self, fut: Py<PyAny>, job: Opened) {
+        let was_empty = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.push((fut, job));
+            jobs.len() == 1
+        };
+        if was_empty {
+            // Non-blocking; a full buffer already holds a wake-up.
+            let _ = std::io::Write::write(&mut &self.wake, &[1]);
+        }
+    }
+}
+
+/// The value kept for an event loop in `LOOP_RUNTIMES`: its runtime, and the
+/// inbox of opens finished for it.
+#[pyclass(frozen, module = "fal_realtime._native")]
+pub struct LoopDriver {
+    rt: Arc<LoopRt>,
+    inbox: Arc<Inbox>,
+    wake_rx: std::os::unix::net::UnixStream,
+}
+
+#[pymethods]
+impl LoopDriver {
+    /// Settle the opens finished since the last call (the loop calls this
+    /// when `wake_rx` is readable).
+    fn _drain(&self, py: Python<'_>) -> PyResult<()> {
+        let mut buf = [0u8; 64];
+        // Read the wake-ups before taking the jobs: a job queued after the
+        // take writes a new one.
+        while matches!(std::io::Read::read(&mut &self.wake_rx, &mut buf), Ok(n) if n > 0) {}
+        let jobs = std::mem::take(&mut *self.inbox.jobs.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut first_err = None;
+        for (fut, job) in jobs {
+            let r = job(py);
+            if let Err(e) = settle(fut.bind(py), r) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+/// `weakref.WeakKeyDictionary`: event loop → its `LoopDriver`, gone with the loop.
+static LOOP_RUNTIMES: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// The runtime and inbox of the event loop `lp`, made on first use and kept
+/// until the loop is gone (two descriptors for the wake-up socket pair and
+/// three for the runtime, per loop).
+fn loop_driver(py: Python<'_>, lp: &Bound<'_, PyAny>) -> PyResult<(Arc<LoopRt>, Arc<Inbox>)> {
+    let map = LOOP_RUNTIMES
+        .get_or_try_init(py, || {
+            py.import("weakref")?
+                .call_method0("WeakKeyDictionary")
+                .map(Bound::unbind)
+        })?
+        .bind(py);
+    if let Ok(found) = map.call_method1(intern!(py, "get"), (lp,)) {
+        if let Ok(d) = found.cast::<LoopDriver>() {
+            return Ok((d.get().rt.clone(), d.get().inbox.clone()));
+        }
+    }
+    let rt = Arc::new(LoopRt(Some(crate::sync::new_runtime()?)));
+    let internal = |e: std::io::Error| {
+        errors::of_kind(
+            ErrorKind::Internal,
+            format!("could not make the event loop's wake-up socket: {e}"),
+        )
+    };
+    let (wake, wake_rx) = std::os::unix::net::UnixStream::pair().map_err(internal)?;
+    wake.set_nonblocking(true).map_err(internal)?;
+    wake_rx.set_nonblocking(true).map_err(internal)?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&wake_rx);
+    let inbox = Arc::new(Inbox {
+        jobs: Mutex::new(Vec::new()),
+        wake,
+    });
+    let driver = Bound::new(
+        py,
+        LoopDriver {
+            rt: rt.clone(),
+            inbox: inbox.clone(),
+            wake_rx,
+        },
+    )?;
+    map.set_item(lp, &driver).map_err(|e| {
+        errors::of_kind(
+            ErrorKind::InvalidArgument,
+            format!("the asyncio API needs an event loop that takes weak references: {e}"),
+        )
+    })?;
+    // The loop holds the driver through this reader for as long as it lives.
+    if let Err(e) = lp.call_method1(
+        intern!(py, "add_reader"),
+        (fd, driver.getattr(intern!(py, "_drain"))?),
+    ) {
+        let _ = map.del_item(lp);
+        return Err(e);
+    }
+    Ok((rt, inbox))
+}
 
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -145,7 +285,6 @@ struct LoopState {
 /// `fal_realtime.AsyncRealtimeConnection` / `AsyncWsConnection`.
 #[pyclass(frozen, module = "fal_realtime._native")]
 pub struct AsyncConnection {
-    rt: Option<Runtime>,
     halves: Halves,
     fd: i32,
     event_loop: Py<PyAny>,
@@ -155,14 +294,8 @@ pub struct AsyncConnection {
     /// See `Client::heartbeat`; `None` when keepalive is off.
     heartbeat: Option<f64>,
     state: Mutex<LoopState>,
-}
-
-impl Drop for AsyncConnection {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
+    /// Last: the socket (in `halves`) deregisters from it when dropped.
+    rt: Arc<LoopRt>,
 }
 
 fn recv_result(py: Python<'_>, out: Option<CoreResult<Item>>) -> PyResult<Bound<'_, PyAny>> {
@@ -183,7 +316,7 @@ fn settle(fut: &Bound<'_, PyAny>, r: PyResult<Bound<'_, PyAny>>) -> PyResult<()>
 
 impl AsyncConnection {
     pub fn new(
-        rt: Runtime,
+        rt: Arc<LoopRt>,
         halves: Halves,
         fd: i32,
         event_loop: Py<PyAny>,
@@ -192,7 +325,7 @@ impl AsyncConnection {
         heartbeat: Option<Duration>,
     ) -> Self {
         AsyncConnection {
-            rt: Some(rt),
+            rt,
             halves,
             fd,
             event_loop,
@@ -205,7 +338,7 @@ impl AsyncConnection {
     }
 
     fn rt(&self) -> &Runtime {
-        self.rt.as_ref().expect("runtime present until drop")
+        &self.rt
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LoopState> {
@@ -572,13 +705,15 @@ impl AsyncConnection {
     }
 }
 
-/// Open a connection on a blocking thread (token fetch and handshake), then
-/// resolve an asyncio future with `make(runtime, output)` on the event loop.
+/// Open a connection on the shared runtime (token fetch and handshake;
+/// `connect` gets the handle of the loop's runtime, where the socket must end
+/// up), then resolve an asyncio future with `make(loop runtime, output)` on
+/// the event loop's thread.
 pub fn open<'py, T, F, M>(py: Python<'py>, connect: F, make: M) -> PyResult<Bound<'py, PyAny>>
 where
     T: Send + 'static,
-    F: FnOnce() -> BoxFut<CoreResult<T>> + Send + 'static,
-    M: for<'a> FnOnce(Python<'a>, Runtime, T, Py<PyAny>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
+    F: FnOnce(tokio::runtime::Handle) -> BoxFut<CoreResult<T>> + Send + 'static,
+    M: for<'a> FnOnce(Python<'a>, Arc<LoopRt>, T, Py<PyAny>) -> PyResult<Bound<'a, PyAny>> + Send + 'static,
 {
     let lp = util::running_loop(py)?;
     let pyfut = lp.call_method0(intern!(py, "create_future"))?;
@@ -590,36 +725,23 @@ where
         },
     )?;
     pyfut.call_method1(intern!(py, "add_done_callback"), (cb,))?;
-    let rt = crate::sync::new_runtime()?;
-    let settle_fn = py.import("fal_realtime._native")?.getattr("_settle")?.unbind();
+    let (rt, inbox) = loop_driver(py, &lp)?;
+    let driver = rt.handle().clone();
     let (lp_u, fut_u) = (lp.unbind(), pyfut.clone().unbind());
-    fal_realtime::runtime::shared().spawn_blocking(move || {
-        let out = rt.block_on(async move {
-            tokio::select! {
-                biased;
-                _ = notify.notified() => None,
-                r = connect() => Some(r),
-            }
-        });
-        let Some(out) = out else {
-            // Cancelled: the connection (if any) is dropped here.
-            rt.shutdown_background();
-            return;
+    fal_realtime::runtime::shared().spawn(async move {
+        let out = tokio::select! {
+            biased;
+            _ = notify.notified() => None,
+            r = connect(driver) => Some(r),
         };
-        crate::attach(|py| {
-            let lp = lp_u.bind(py);
-            let (value, is_err) = match out
-                .map_err(|e| errors::to_py(py, &e))
-                .and_then(|v| make(py, rt, v, lp_u.clone_ref(py)))
-            {
-                Ok(v) => (v, false),
-                Err(e) => (e.into_value(py).into_bound(py).into_any(), true),
-            };
-            if let Ok(args) = (settle_fn.bind(py), fut_u.bind(py), value, is_err).into_pyobject(py) {
-                // Fails only when the loop is closed: nobody is waiting any more.
-                let _ = lp.call_method1(intern!(py, "call_soon_threadsafe"), args);
-            }
-        });
+        // None: cancelled; the connection (if any) was dropped with the future.
+        if let Some(out) = out {
+            let job: Opened = Box::new(move |py| {
+                out.map_err(|e| errors::to_py(py, &e))
+                    .and_then(|v| make(py, rt, v, lp_u))
+            });
+            inbox.push(fut_u, job);
+        }
     });
     Ok(pyfut)
 }

@@ -301,8 +301,8 @@ impl Client {
         let heartbeat = self.heartbeat();
         aio::open(
             py,
-            move || -> BoxFut<fal_realtime::Result<RealtimeSession>> {
-                Box::pin(async move { client.connect(&app, opts).await })
+            move |driver| -> BoxFut<fal_realtime::Result<RealtimeSession>> {
+                Box::pin(async move { client.connect_on(&driver, &app, opts).await })
             },
             move |py, rt, s: RealtimeSession, lp| {
                 let fd = aio::require_fd(session_fd(&s)).map_err(|e| errors::to_py(py, &e))?;
@@ -340,8 +340,8 @@ impl Client {
         let heartbeat = self.heartbeat();
         aio::open(
             py,
-            move || -> BoxFut<fal_realtime::Result<CoreWs>> {
-                Box::pin(async move { client.ws_connect(&app, opts).await })
+            move |driver| -> BoxFut<fal_realtime::Result<CoreWs>> {
+                Box::pin(async move { client.ws_connect_on(&driver, &app, opts).await })
             },
             move |py, rt, c: CoreWs, lp| {
                 let fd = aio::require_fd(ws_fd(&c)).map_err(|e| errors::to_py(py, &e))?;

@@ -218,3 +218,92 @@ async def test_a_result_given_back_comes_first(client: Client) -> None:
         native._putback(fut)
         assert await conn.recv(timeout=30) == {"i": 1}
         assert await conn.recv(timeout=30) == {"i": 2}
+
+
+def _proc_count(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in /proc/self/status")
+
+
+def _runtime_fds() -> int:
+    """Descriptors a tokio runtime holds (its epoll instances and eventfd)."""
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        n += target in ("anon_inode:[eventpoll]", "anon_inode:[eventfd]")
+    return n
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+async def test_connections_of_one_loop_share_its_runtime(client: Client) -> None:
+    """Each asyncio connection costs its socket only: the loop's connections
+    share one runtime (made with the loop's first connection), and an open
+    parks no thread of its own."""
+    async with client.realtime_async("owner/echo") as first:
+        await first.send({"i": -1})
+        assert await first.recv() == {"i": -1}
+        runtime_fds = _runtime_fds()
+        threads = _proc_count("Threads")
+        n = 20
+        cms = [client.realtime_async("owner/echo") for _ in range(n)]
+        conns = await asyncio.gather(*(cm.__aenter__() for cm in cms))
+        try:
+            assert _runtime_fds() <= runtime_fds  # no runtime per connection
+            assert _proc_count("Threads") - threads <= 2  # no thread per open
+            for i, c in enumerate(conns):
+                await c.send({"i": i})
+            for i, c in enumerate(conns):
+                assert await c.recv(timeout=10) == {"i": i}
+        finally:
+            for cm in cms:
+                await cm.__aexit__(None, None, None)
+
+
+async def test_two_event_loops_at_once(client: Client) -> None:
+    """A loop in another thread gets its own runtime; both run at the same time."""
+
+    async def round_trips(tag: str) -> List[Any]:
+        out = []
+        async with client.realtime_async("owner/echo") as conn:
+            for i in range(50):
+                await conn.send({"tag": tag, "i": i})
+                out.append(await conn.recv(timeout=10))
+        return out
+
+    other = asyncio.get_running_loop().run_in_executor(None, asyncio.run, round_trips("thread"))
+    here = await round_trips("main")
+    there = await asyncio.wait_for(other, 30)
+    assert here == [{"tag": "main", "i": i} for i in range(50)]
+    assert there == [{"tag": "thread", "i": i} for i in range(50)]
+
+
+def test_uvloop(emu: Any) -> None:
+    """The README promises uvloop: connections, a cancelled recv, a close."""
+    uvloop = pytest.importorskip("uvloop")
+    client = emu.client()
+
+    async def main() -> List[Any]:
+        out = []
+        cms = [client.realtime_async("owner/echo") for _ in range(3)]
+        conns = await asyncio.gather(*(cm.__aenter__() for cm in cms))
+        try:
+            for i, c in enumerate(conns):
+                await c.send({"i": i})
+                out.append(await c.recv(timeout=10))
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(conns[0].recv(), 0.05)
+            await conns[0].send({"i": "after"})
+            out.append(await conns[0].recv(timeout=10))
+        finally:
+            for cm in cms:
+                await cm.__aexit__(None, None, None)
+        return out
+
+    got = uvloop.run(main())
+    assert got == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": "after"}]
