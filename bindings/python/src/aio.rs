@@ -398,16 +398,15 @@ impl AsyncConnection {
             )
         };
         let lp = this.event_loop.bind(py);
-        match (this.heartbeat, want_beat, has_beat) {
-            (Some(every), true, false) => {
-                let t = lp.call_method1(
-                    intern!(py, "call_later"),
-                    (every, slf.getattr(intern!(py, "_heartbeat"))?),
-                )?;
-                this.lock().heartbeat_timer = Some(t.unbind());
-            }
-            (_, false, true) => this.cancel_heartbeat(py),
-            _ => {}
+        // Armed while a recv waits; not cancelled when it completes (one
+        // timer per heartbeat period, not a `call_later` and a `cancel` per
+        // message): when it fires with no recv waiting it is not re-armed.
+        if let (Some(every), true, false) = (this.heartbeat, want_beat, has_beat) {
+            let t = lp.call_method1(
+                intern!(py, "call_later"),
+                (every, slf.getattr(intern!(py, "_heartbeat"))?),
+            )?;
+            this.lock().heartbeat_timer = Some(t.unbind());
         }
         if want_read && !has_reader {
             lp.call_method1(
@@ -460,8 +459,21 @@ impl AsyncConnection {
         let this = slf.get();
         let mut ops = std::mem::take(&mut this.lock().ops);
         if ops.is_empty() {
-            // Woken with nothing pending: stop watching the socket (it may stay readable).
-            this.unwatch(py);
+            // Woken with nothing pending: data came before the next `recv`.
+            // Read it ahead (that `recv` then takes it at once) and keep
+            // watching; stop only when the read-ahead is full, the connection
+            // ended or was closed (the socket could stay readable).
+            let halves = this.halves.clone();
+            let mut fut: BoxFut<bool> = Box::pin(async move {
+                // Let the driver take in the readiness the loop saw first.
+                tokio::task::yield_now().await;
+                halves.read_ahead().await
+            });
+            let drained = !this.closed.load(Ordering::Acquire)
+                && matches!(tick(py, this.rt(), &mut fut), Poll::Ready(true));
+            if !drained {
+                this.unwatch(py);
+            }
             return Ok(());
         }
         let mut keep = VecDeque::with_capacity(ops.len());

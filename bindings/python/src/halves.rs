@@ -199,6 +199,35 @@ impl Halves {
         first
     }
 
+    /// Read what is readable now into the read-ahead queue, without waiting
+    /// (each item polled once with this task's waker), for a socket that woke
+    /// its event loop while no `recv` waited. `true` when the socket is
+    /// drained and the queue has room, so watching it costs nothing until
+    /// more arrives; `false` when the queue is full (the kernel keeps the
+    /// rest: backpressure), the connection ended, or another caller holds the
+    /// receiving half.
+    pub async fn read_ahead(&self) -> bool {
+        let Ok(mut rx) = self.rx.try_lock() else {
+            return false;
+        };
+        let mut queued = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).len();
+        while queued < READ_AHEAD {
+            let mut next = std::pin::pin!(rx.recv());
+            match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                Poll::Ready(x) => {
+                    let end = !matches!(x, Some(Ok(_)));
+                    self.ahead.lock().unwrap_or_else(|p| p.into_inner()).push_back(x);
+                    queued += 1;
+                    if end {
+                        return false;
+                    }
+                }
+                Poll::Pending => return true,
+            }
+        }
+        false
+    }
+
     /// An item read ahead, without waiting; `None` when there is none.
     pub fn take_ready(&self) -> Option<Option<Result<Item>>> {
         self.ahead.lock().unwrap_or_else(|p| p.into_inner()).pop_front()

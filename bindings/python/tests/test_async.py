@@ -307,3 +307,64 @@ def test_uvloop(emu: Any) -> None:
 
     got = uvloop.run(main())
     assert got == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": "after"}]
+
+
+async def test_results_that_arrive_before_recv_are_read_ahead_in_order(client: Client) -> None:
+    """Results the server streams while no recv waits are read as they come
+    (at most a bounded read-ahead; the rest stays in the kernel), the loop
+    does not spin on the readable socket meanwhile, and later recvs get every
+    result in order."""
+    loop = asyncio.get_running_loop()
+    selector = getattr(loop, "_selector", None)
+    selects = [0]
+    if selector is not None:
+        real = selector.select
+
+        def counting(timeout: Any = None) -> Any:
+            selects[0] += 1
+            return real(timeout)
+
+        selector.select = counting
+    try:
+        async with client.realtime_async("owner/stream") as conn:
+            await conn.send({"count": 300})
+            selects[0] = 0
+            await asyncio.sleep(0.5)  # nothing awaits recv
+            if selector is not None:
+                # A loop that spun on the readable socket would select thousands of times.
+                assert selects[0] < 200, selects[0]
+            got = [(await conn.recv(timeout=10))["index"] for _ in range(300)]
+            assert got == list(range(300))
+    finally:
+        if selector is not None:
+            selector.select = real
+
+
+async def test_keepalive_timer_is_not_rearmed_per_message(emu: Any) -> None:
+    """While recvs keep coming, one keepalive timer serves them (not a
+    call_later and a cancel per message)."""
+    client = emu.client()
+    loop = asyncio.get_running_loop()
+    armed = [0]
+    real = loop.call_later
+
+    def counting(delay: float, callback: Any, *args: Any, **kw: Any) -> Any:
+        if getattr(callback, "__name__", "") == "_heartbeat":
+            armed[0] += 1
+        return real(delay, callback, *args, **kw)
+
+    loop.call_later = counting  # type: ignore[method-assign]
+    try:
+        async with client.realtime_async("owner/echo") as conn:
+            for i in range(100):
+                waiting = asyncio.ensure_future(conn.recv(timeout=10))
+                await asyncio.sleep(0)  # the recv waits (and arms the timer)
+                await conn.send({"i": i})
+                assert await waiting == {"i": i}
+                await asyncio.sleep(0.001)  # the next result arrives before its recv
+                await conn.send({"j": i})
+                await asyncio.sleep(0.001)
+                assert await conn.recv(timeout=10) == {"j": i}
+    finally:
+        del loop.call_later
+    assert 1 <= armed[0] <= 3, armed[0]
