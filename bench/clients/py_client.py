@@ -6,6 +6,11 @@ Speaks the harness's one command line (see bench/src/lib.rs) plus
 work as the Rust clients (send ``{"request_id", "data"}``, wait for the echo,
 check its ``request_id``) and prints one JSON line.
 
+``--impl floor`` is no client at all: an in-process echo (``msgpack`` encodes
+the input and decodes the copy) driven by the same loops, so its numbers are
+the Python work every client of these loops does per message, with no I/O:
+the bound for the Python rows of the report.
+
 ``fal_client`` is pointed at the local server the honest way: ``FAL_RUN_HOST``
 (it always builds ``wss://`` URLs, so the server runs TLS and the test CA is
 trusted with ``SSL_CERT_FILE``), ``use_jwt=False`` for the round-trip
@@ -34,7 +39,7 @@ def large_bytes() -> bytes:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--impl", choices=["ours", "fal_client"], default="ours")
+    p.add_argument("--impl", choices=["ours", "fal_client", "floor"], default="ours")
     p.add_argument("--style", choices=["sync", "async", "callback"], default="sync")
     p.add_argument("--host", default="127.0.0.1:8080")
     p.add_argument("--scheme", choices=["ws", "wss"], default="ws")
@@ -165,9 +170,49 @@ def fal_client_module(a):
     return fal_client
 
 
+class FloorConn:
+    """``--impl floor``: the echo server in-process, no socket, no library.
+    ``send`` encodes with msgpack (the C extension ``fal_client`` uses) and
+    keeps the bytes; ``recv`` decodes the oldest. Sync and async methods."""
+
+    def __init__(self):
+        import msgpack
+
+        self._pack, self._unpack = msgpack.packb, msgpack.unpackb
+        self._q = deque()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        return None
+
+    def send(self, arguments):
+        self._q.append(self._pack(arguments))
+
+    def recv(self):
+        return self._unpack(self._q.popleft())
+
+
+class AsyncFloorConn(FloorConn):
+    async def send(self, arguments):
+        self._q.append(self._pack(arguments))
+
+    async def recv(self):
+        return self._unpack(self._q.popleft())
+
+
 def sync_conn(a):
     """A context manager yielding a blocking connection with send(dict) / recv()."""
     use_jwt = a.auth == "jwt"
+    if a.impl == "floor":
+        return FloorConn()
     if a.impl == "ours":
         return ours_client(a).realtime(a.app, use_jwt=use_jwt)
     fal_client = fal_client_module(a)
@@ -176,6 +221,8 @@ def sync_conn(a):
 
 def async_conn(a):
     use_jwt = a.auth == "jwt"
+    if a.impl == "floor":
+        return AsyncFloorConn()
     if a.impl == "ours":
         return ours_client(a).realtime_async(a.app, use_jwt=use_jwt)
     fal_client = fal_client_module(a)
@@ -506,7 +553,7 @@ async def run_fanout(a, data, name):
 def main(argv=None):
     a = parse_args(argv)
     data = SMALL if a.payload == "small" else large_bytes()
-    prefix = "py" if a.impl == "ours" else "fal_client"
+    prefix = {"ours": "py", "floor": "py-floor"}.get(a.impl, "fal_client")
     name = f"{prefix}-{a.style}"
     try:
         # asyncio (and with it ssl) is imported only where it is used: it alone
