@@ -413,6 +413,12 @@ pub(crate) struct PullRx {
     ka: KeepAlive,
     timer: Pin<Box<Sleep>>,
     done: bool,
+    /// The abnormal end not returned yet: kept here (not only in a local of
+    /// `read`) so that a `read` cancelled while the close handshake runs
+    /// does not lose it; the next `read` returns it.
+    unreported: Option<Box<Error>>,
+    /// `end` began and has not finished (its `read` was cancelled inside it).
+    finishing: bool,
 }
 
 /// Split `ws` into the two halves of a pull socket.
@@ -445,6 +451,8 @@ pub(crate) fn pull(ws: WsStream, keepalive: KeepAliveConfig, noun: &'static str)
             ka,
             timer,
             done: false,
+            unreported: None,
+            finishing: false,
         },
     )
 }
@@ -490,7 +498,14 @@ impl PullRx {
     pub(crate) async fn read(&mut self) -> Option<Result<Frame>> {
         loop {
             if self.done {
-                return None;
+                if self.finishing {
+                    // An end cut short by a cancelled read: finish the part
+                    // that must not be skipped (the handshake was bounded anyway).
+                    self.finishing = false;
+                    self.shared.finished.store(true, Ordering::Release);
+                    self.shared.shutdown_socket();
+                }
+                return self.unreported.take().map(|e| Err(*e));
             }
             let item = tokio::select! {
                 biased;
@@ -522,8 +537,7 @@ impl PullRx {
                         (None, Some(c)) => format!("the server closed it with code {c}"),
                         (None, None) => "the server closed it".to_string(),
                     };
-                    self.end(why, code, close).await;
-                    return error.map(Err);
+                    return self.end_with(error, why, code, close).await.map(Err);
                 }
             }
         }
@@ -545,9 +559,10 @@ impl PullRx {
             }
             Action::Dead => {
                 let e = keepalive_error(self.ka.timeout(), Style::Pull);
-                self.end(e.message().to_string(), Some(1011), CloseAction::Abort(1011))
+                let why = e.message().to_string();
+                return self
+                    .end_with(Some(e), why, Some(1011), CloseAction::Abort(1011))
                     .await;
-                return Some(e);
             }
         }
         if let Some(d) = self.ka.deadline() {
@@ -572,10 +587,27 @@ impl PullRx {
         }
     }
 
+    /// [`end`](Self::end) because of `error` (`None`: a clean end), and give
+    /// it back to report. Cancel-safe: if the caller's future is dropped
+    /// while the close handshake runs, the next [`read`](Self::read) returns
+    /// the error instead.
+    pub(crate) async fn end_with(
+        &mut self,
+        error: Option<Error>,
+        why: String,
+        code: Option<u16>,
+        close: CloseAction,
+    ) -> Option<Error> {
+        self.unreported = error.map(Box::new);
+        self.end(why, code, close).await;
+        self.unreported.take().map(|e| *e)
+    }
+
     /// End the socket: record why, finish the close handshake (bounded) and
     /// shut the TCP connection down. Later reads return `None`, sends fail.
     pub(crate) async fn end(&mut self, why: String, code: Option<u16>, close: CloseAction) {
         self.done = true;
+        self.finishing = true;
         self.shared.set_ended(why, code);
         let (stream, shared) = (&mut self.stream, &self.shared);
         let sink = &shared.sink;
@@ -597,6 +629,7 @@ impl PullRx {
             }
         })
         .await;
+        self.finishing = false;
         self.shared.finished.store(true, Ordering::Release);
         self.shared.shutdown_socket();
     }

@@ -197,10 +197,14 @@ impl RealtimeReceiver {
                     return None;
                 }
                 Incoming::Unauthorized(e) => {
-                    StatsCell::inc(&stats.errors);
                     let e = link::unauthorized(e, Style::Pull);
                     let why = "the server rejected the token (Unauthorized)";
-                    self.link.end(why.into(), None, CloseAction::Send(1000)).await;
+                    // Cancel-safe: dropped during the close, the next read returns it.
+                    let e = self
+                        .link
+                        .end_with(Some(e), why.into(), None, CloseAction::Send(1000))
+                        .await?;
+                    StatsCell::inc(&self.link.shared.stats.errors);
                     return Some(Err(e));
                 }
                 Incoming::ServerError(e) | Incoming::Undecodable(e) => {

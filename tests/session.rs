@@ -349,3 +349,32 @@ fn connect_on_moves_the_socket_and_timer_to_the_driving_runtime() {
         }
     });
 }
+
+/// A recv dropped while the session ends (after an `Unauthorized` frame its
+/// close handshake waits for the server's reply) loses nothing: the next
+/// recv returns the error, then `None`. Each recv here is polled once and
+/// dropped when it would wait, as a timeout or a host's non-blocking poll
+/// does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recv_dropped_while_the_session_ends_keeps_its_error() {
+    let emu = emulator().await;
+    // The emulator accepts a token it did not mint, then answers the first input Unauthorized.
+    let mut s = client(&emu).connect("me/echo", static_token()).await.unwrap();
+    s.send(&json!({"n": 1})).await.unwrap();
+    let waker = futures_util::task::noop_waker_ref();
+    let mut dropped = 0;
+    let got = loop {
+        let mut recv = std::pin::pin!(s.recv());
+        if let std::task::Poll::Ready(x) =
+            std::future::Future::poll(recv.as_mut(), &mut std::task::Context::from_waker(waker))
+        {
+            break x;
+        }
+        dropped += 1;
+        assert!(dropped < 10_000, "no end within 10 s");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let e = got.expect("the error, not the end").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Auth, "{e}");
+    assert!(s.recv().await.is_none());
+}

@@ -37,6 +37,9 @@ pub struct fal_rt_session {
     dead: std::sync::atomic::AtomicBool,
     /// `fal_rt_session_interrupt`: wakes a waiting `recv` (or the next one).
     interrupt: tokio::sync::Notify,
+    /// Set by `fal_rt_session_interrupt`, cleared when a `recv` took the
+    /// interrupt: while set, `recv` skips its no-wait first try.
+    interrupt_pending: std::sync::atomic::AtomicBool,
 }
 
 impl Handle for fal_rt_session {
@@ -117,6 +120,7 @@ pub unsafe extern "C" fn fal_rt_session_connect(
                         options_gate: opts.gate.clone(),
                         dead: Default::default(),
                         interrupt: tokio::sync::Notify::new(),
+                        interrupt_pending: Default::default(),
                     })),
                 );
                 Ok(())
@@ -150,11 +154,32 @@ impl fal_rt_session {
         // `Runtime::block_on` (not `Handle::block_on`): only it drives the
         // socket and the timers of a current-thread runtime; concurrent calls
         // from several threads share the drivers.
+        Ok(self.runtime()?.block_on(fut))
+    }
+
+    fn runtime(&self) -> FfiResult<Arc<tokio::runtime::Runtime>> {
         let rt = self.rt.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        match rt {
-            Some(rt) => Ok(rt.block_on(fut)),
-            None => Err(Failure::new(FAL_RT_NOT_CONNECTED, "the session was freed")),
+        rt.ok_or_else(|| Failure::new(FAL_RT_NOT_CONNECTED, "the session was freed"))
+    }
+
+    /// The next item if it is there already (a frame read with an earlier
+    /// one, the pipelined case), polled once on this thread without
+    /// `block_on`, the interrupt's waiter or the timeout's timer; `None` when
+    /// it would wait, or when an interrupt is pending (it must win).
+    fn recv_now(&self) -> FfiResult<Option<Option<crate::Result<crate::Message>>>> {
+        if self.interrupt_pending.load(std::sync::atomic::Ordering::Acquire) {
+            return Ok(None);
         }
+        check_can_block()?;
+        let rt = self.runtime()?;
+        let _in = rt.enter();
+        // Cancel-safe: a frame half read stays buffered for the next poll.
+        let mut fut = std::pin::pin!(async { self.rx.lock().await.recv().await });
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        Ok(match std::future::Future::poll(fut.as_mut(), &mut cx) {
+            std::task::Poll::Ready(item) => Some(item),
+            std::task::Poll::Pending => None,
+        })
     }
 }
 
@@ -234,10 +259,17 @@ pub unsafe extern "C" fn fal_rt_session_recv(
         let s = live(session, "session")?;
         not_null(out_message, "out_message")?;
         let limit = timeout_of(timeout_ms)?;
-        let got = s.block_on(interruptible(
-            &s.interrupt,
-            with_limit(limit, async { s.rx.lock().await.recv().await }),
-        ))?;
+        let got = match s.recv_now()? {
+            Some(item) => Some(Some(item)),
+            None => s.block_on(interruptible(
+                &s.interrupt,
+                with_limit(limit, async { s.rx.lock().await.recv().await }),
+            ))?,
+        };
+        if got.is_none() {
+            s.interrupt_pending
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
         match got.ok_or_else(interrupted)? {
             None => Err(quiet(FAL_RT_TIMEOUT_EXPIRED)),
             Some(None) => Err(quiet(FAL_RT_END)),
@@ -264,7 +296,10 @@ pub unsafe extern "C" fn fal_rt_session_recv(
 #[no_mangle]
 pub unsafe extern "C" fn fal_rt_session_interrupt(session: *const fal_rt_session) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
-        live(session, "session")?.interrupt.notify_one();
+        let s = live(session, "session")?;
+        s.interrupt_pending
+            .store(true, std::sync::atomic::Ordering::Release);
+        s.interrupt.notify_one();
         Ok(())
     })
 }
