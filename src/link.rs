@@ -417,8 +417,24 @@ pub(crate) struct PullRx {
     /// `read`) so that a `read` cancelled while the close handshake runs
     /// does not lose it; the next `read` returns it.
     unreported: Option<Box<Error>>,
-    /// `end` began and has not finished (its `read` was cancelled inside it).
-    finishing: bool,
+    /// What is left of an end's close handshake (a `read` dropped inside
+    /// `end` leaves it for the next `read`, which finishes it by the same
+    /// deadline).
+    closing: Option<Closing>,
+}
+
+/// A close handshake in progress; see [`PullRx::finish_closing`].
+#[derive(Clone, Copy)]
+struct Closing {
+    step: ClosingStep,
+    deadline: Instant,
+}
+
+#[derive(Clone, Copy)]
+enum ClosingStep {
+    Start(CloseAction),
+    /// Our close frame went out: wait for the server's reply.
+    AwaitReply,
 }
 
 /// Split `ws` into the two halves of a pull socket.
@@ -452,7 +468,7 @@ pub(crate) fn pull(ws: WsStream, keepalive: KeepAliveConfig, noun: &'static str)
             timer,
             done: false,
             unreported: None,
-            finishing: false,
+            closing: None,
         },
     )
 }
@@ -498,13 +514,8 @@ impl PullRx {
     pub(crate) async fn read(&mut self) -> Option<Result<Frame>> {
         loop {
             if self.done {
-                if self.finishing {
-                    // An end cut short by a cancelled read: finish the part
-                    // that must not be skipped (the handshake was bounded anyway).
-                    self.finishing = false;
-                    self.shared.finished.store(true, Ordering::Release);
-                    self.shared.shutdown_socket();
-                }
+                // An end cut short by a dropped read: finish its handshake.
+                self.finish_closing().await;
                 return self.unreported.take().map(|e| Err(*e));
             }
             let item = tokio::select! {
@@ -577,6 +588,12 @@ impl PullRx {
     /// code 1006). Either way [`PullShared::close_info`] is known afterwards.
     pub(crate) async fn finish_close(&mut self) {
         let _ = tokio::time::timeout(CLOSE_WAIT, async { while self.read().await.is_some() {} }).await;
+        if self.closing.is_some() {
+            // The wait above ended inside an end's handshake: its time is up too.
+            self.closing = None;
+            self.shared.finished.store(true, Ordering::Release);
+            self.shared.shutdown_socket();
+        }
         if !self.done {
             self.end(
                 "the server did not answer the close frame".into(),
@@ -607,29 +624,52 @@ impl PullRx {
     /// shut the TCP connection down. Later reads return `None`, sends fail.
     pub(crate) async fn end(&mut self, why: String, code: Option<u16>, close: CloseAction) {
         self.done = true;
-        self.finishing = true;
         self.shared.set_ended(why, code);
-        let (stream, shared) = (&mut self.stream, &self.shared);
+        self.closing = Some(Closing {
+            step: ClosingStep::Start(close),
+            deadline: Instant::now() + CLOSE_WAIT,
+        });
+        self.finish_closing().await;
+    }
+
+    /// Run what is left of the close handshake, bounded by its deadline,
+    /// then shut the TCP connection down. Nothing to do once it finished.
+    /// Cancel-safe: dropped inside, the next call goes on from the step
+    /// reached (our close frame is sent once).
+    async fn finish_closing(&mut self) {
+        let Some(Closing { step, deadline }) = self.closing else {
+            return;
+        };
+        let (stream, shared, closing) = (&mut self.stream, &self.shared, &mut self.closing);
         let sink = &shared.sink;
-        let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            match close {
-                CloseAction::Send(code) => {
+        let _ = tokio::time::timeout_at(deadline, async {
+            match step {
+                ClosingStep::Start(CloseAction::Send(code)) => {
                     let sent = send_close(&mut *sink.lock().await, code, "").await;
                     if sent.is_ok() {
+                        *closing = Some(Closing {
+                            step: ClosingStep::AwaitReply,
+                            deadline,
+                        });
                         if let Some(p) = drain(stream).await {
                             shared.set_peer_close(p);
                         }
                     }
                 }
-                CloseAction::Reply => {
+                ClosingStep::AwaitReply => {
+                    if let Some(p) = drain(stream).await {
+                        shared.set_peer_close(p);
+                    }
+                }
+                ClosingStep::Start(CloseAction::Reply) => {
                     let _ = sink.lock().await.flush().await;
                 }
-                CloseAction::Abort(code) => abort(&mut *sink.lock().await, code).await,
-                CloseAction::Drop => {}
+                ClosingStep::Start(CloseAction::Abort(code)) => abort(&mut *sink.lock().await, code).await,
+                ClosingStep::Start(CloseAction::Drop) => {}
             }
         })
         .await;
-        self.finishing = false;
+        self.closing = None;
         self.shared.finished.store(true, Ordering::Release);
         self.shared.shutdown_socket();
     }

@@ -37,8 +37,8 @@ pub struct fal_rt_session {
     dead: std::sync::atomic::AtomicBool,
     /// `fal_rt_session_interrupt`: wakes a waiting `recv` (or the next one).
     interrupt: tokio::sync::Notify,
-    /// Set by `fal_rt_session_interrupt`, cleared when a `recv` took the
-    /// interrupt: while set, `recv` skips its no-wait first try.
+    /// Set by `fal_rt_session_interrupt` (after it notified), cleared by a
+    /// `recv` before it waits: while set, `recv` skips its no-wait first try.
     interrupt_pending: std::sync::atomic::AtomicBool,
 }
 
@@ -261,15 +261,18 @@ pub unsafe extern "C" fn fal_rt_session_recv(
         let limit = timeout_of(timeout_ms)?;
         let got = match s.recv_now()? {
             Some(item) => Some(Some(item)),
-            None => s.block_on(interruptible(
-                &s.interrupt,
-                with_limit(limit, async { s.rx.lock().await.recv().await }),
-            ))?,
+            None => {
+                // Cleared before the wait, which takes a pending interrupt
+                // first (interrupt sets the flag after notifying, so a flag
+                // cleared here cannot hide a permit the wait would miss).
+                s.interrupt_pending
+                    .store(false, std::sync::atomic::Ordering::Release);
+                s.block_on(interruptible(
+                    &s.interrupt,
+                    with_limit(limit, async { s.rx.lock().await.recv().await }),
+                ))?
+            }
         };
-        if got.is_none() {
-            s.interrupt_pending
-                .store(false, std::sync::atomic::Ordering::Release);
-        }
         match got.ok_or_else(interrupted)? {
             None => Err(quiet(FAL_RT_TIMEOUT_EXPIRED)),
             Some(None) => Err(quiet(FAL_RT_END)),
@@ -297,9 +300,9 @@ pub unsafe extern "C" fn fal_rt_session_recv(
 pub unsafe extern "C" fn fal_rt_session_interrupt(session: *const fal_rt_session) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
         let s = live(session, "session")?;
+        s.interrupt.notify_one();
         s.interrupt_pending
             .store(true, std::sync::atomic::Ordering::Release);
-        s.interrupt.notify_one();
         Ok(())
     })
 }

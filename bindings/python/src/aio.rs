@@ -2,9 +2,9 @@
 //!
 //! The connections of one event loop share a current-thread tokio runtime
 //! (`LoopRt`) that only the loop's thread drives, in short non-blocking
-//! "ticks" (GIL released). A connection opens on the shared multi-thread
-//! runtime (token fetch and handshake, on a blocking thread, so the loop never
-//! waits), and its socket then moves to the loop's runtime
+//! "ticks" (GIL released). A connection opens as a task on the shared
+//! multi-thread runtime (token fetch and handshake, so the loop never waits),
+//! and its socket then moves to the loop's runtime
 //! (`Client::connect_on`). The event loop itself watches each socket (`loop.add_reader` / `add_writer` on
 //! its file descriptor): when a result arrives, the kernel wakes the loop
 //! thread directly, which reads, decodes and resolves the awaiting future —
@@ -437,6 +437,11 @@ impl AsyncConnection {
 
     fn unwatch(&self, py: Python<'_>) {
         self.cancel_heartbeat(py);
+        self.unwatch_socket(py);
+    }
+
+    /// Remove the loop's reader and writer (not the keepalive timer).
+    fn unwatch_socket(&self, py: Python<'_>) {
         let (r, w) = {
             let mut st = self.lock();
             let rw = (st.reader, st.writer);
@@ -460,20 +465,20 @@ impl AsyncConnection {
         let mut ops = std::mem::take(&mut this.lock().ops);
         if ops.is_empty() {
             // Woken with nothing pending: data came before the next `recv`.
-            // Read it ahead (that `recv` then takes it at once) and keep
-            // watching; stop only when the read-ahead is full, the connection
-            // ended or was closed (the socket could stay readable).
-            let halves = this.halves.clone();
-            let mut fut: BoxFut<bool> = Box::pin(async move {
-                // Let the driver take in the readiness the loop saw first.
-                tokio::task::yield_now().await;
-                halves.read_ahead().await
-            });
-            let drained = !this.closed.load(Ordering::Acquire)
-                && matches!(tick(py, this.rt(), &mut fut), Poll::Ready(true));
-            if !drained {
-                this.unwatch(py);
+            // Read it ahead (that `recv` then takes it at once), then stop
+            // watching the socket: the loop's reader holds the connection,
+            // which must not outlive its last user. The keepalive timer
+            // stays; it fires at most once more when nothing waits.
+            if !this.closed.load(Ordering::Acquire) {
+                let halves = this.halves.clone();
+                let mut fut: BoxFut<bool> = Box::pin(async move {
+                    // Let the driver take in the readiness the loop saw first.
+                    tokio::task::yield_now().await;
+                    halves.read_ahead().await
+                });
+                let _ = tick(py, this.rt(), &mut fut);
             }
+            this.unwatch_socket(py);
             return Ok(());
         }
         let mut keep = VecDeque::with_capacity(ops.len());
