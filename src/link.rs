@@ -590,9 +590,7 @@ impl PullRx {
         let _ = tokio::time::timeout(CLOSE_WAIT, async { while self.read().await.is_some() {} }).await;
         if self.closing.is_some() {
             // The wait above ended inside an end's handshake: its time is up too.
-            self.closing = None;
-            self.shared.finished.store(true, Ordering::Release);
-            self.shared.shutdown_socket();
+            self.closed();
         }
         if !self.done {
             self.end(
@@ -643,32 +641,40 @@ impl PullRx {
         let (stream, shared, closing) = (&mut self.stream, &self.shared, &mut self.closing);
         let sink = &shared.sink;
         let _ = tokio::time::timeout_at(deadline, async {
-            match step {
+            let await_reply = match step {
                 ClosingStep::Start(CloseAction::Send(code)) => {
-                    let sent = send_close(&mut *sink.lock().await, code, "").await;
-                    if sent.is_ok() {
+                    let sent = send_close(&mut *sink.lock().await, code, "").await.is_ok();
+                    if sent {
                         *closing = Some(Closing {
                             step: ClosingStep::AwaitReply,
                             deadline,
                         });
-                        if let Some(p) = drain(stream).await {
-                            shared.set_peer_close(p);
-                        }
                     }
+                    sent
                 }
-                ClosingStep::AwaitReply => {
-                    if let Some(p) = drain(stream).await {
-                        shared.set_peer_close(p);
-                    }
-                }
+                ClosingStep::AwaitReply => true,
                 ClosingStep::Start(CloseAction::Reply) => {
                     let _ = sink.lock().await.flush().await;
+                    false
                 }
-                ClosingStep::Start(CloseAction::Abort(code)) => abort(&mut *sink.lock().await, code).await,
-                ClosingStep::Start(CloseAction::Drop) => {}
+                ClosingStep::Start(CloseAction::Abort(code)) => {
+                    abort(&mut *sink.lock().await, code).await;
+                    false
+                }
+                ClosingStep::Start(CloseAction::Drop) => false,
+            };
+            if await_reply {
+                if let Some(p) = drain(stream).await {
+                    shared.set_peer_close(p);
+                }
             }
         })
         .await;
+        self.closed();
+    }
+
+    /// The end is complete: no handshake left, the TCP connection shut down.
+    fn closed(&mut self) {
         self.closing = None;
         self.shared.finished.store(true, Ordering::Release);
         self.shared.shutdown_socket();

@@ -300,31 +300,28 @@ pub(crate) fn in_c_call_now() -> bool {
     covered()
 }
 
-/// Run `f` as a C door call: its uses of the shared runtime do not pin it.
-pub(crate) fn in_c_call<T>(f: impl FnOnce() -> T) -> T {
-    let prev = IN_C_CALL.with(|c| c.replace(true));
-    struct Restore(bool);
+/// Run `f` with the thread-local `flag` set, restoring it afterwards (also
+/// when `f` panics).
+fn with_flag<T>(flag: &'static std::thread::LocalKey<Cell<bool>>, f: impl FnOnce() -> T) -> T {
+    struct Restore(&'static std::thread::LocalKey<Cell<bool>>, bool);
     impl Drop for Restore {
         fn drop(&mut self) {
-            IN_C_CALL.with(|c| c.set(self.0));
+            self.0.with(|c| c.set(self.1));
         }
     }
-    let _restore = Restore(prev);
+    let _restore = Restore(flag, flag.with(|c| c.replace(true)));
     f()
+}
+
+/// Run `f` as a C door call: its uses of the shared runtime do not pin it.
+pub(crate) fn in_c_call<T>(f: impl FnOnce() -> T) -> T {
+    with_flag(&IN_C_CALL, f)
 }
 
 /// Run `f` so that a runtime stop it causes (the last lease dropped) happens
 /// in the background instead of being waited for.
 pub(crate) fn without_waiting<T>(f: impl FnOnce() -> T) -> T {
-    let prev = NO_WAIT.with(|c| c.replace(true));
-    struct Restore(bool);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            NO_WAIT.with(|c| c.set(self.0));
-        }
-    }
-    let _restore = Restore(prev);
-    f()
+    with_flag(&NO_WAIT, f)
 }
 
 /// Keeps the shared runtime alive for a C object; see the module docs.

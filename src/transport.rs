@@ -28,25 +28,22 @@ pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<NetStream>>;
 pub(crate) struct NetStream(Option<TcpStream>);
 
 impl NetStream {
+    /// The error of a socket that a failed [`reregister`](Self::reregister) lost.
+    fn lost() -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::NotConnected,
+            "the socket was lost while moving to another runtime",
+        )
+    }
+
     fn io(&mut self) -> std::io::Result<Pin<&mut TcpStream>> {
-        match self.0.as_mut() {
-            Some(s) => Ok(Pin::new(s)),
-            None => Err(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "the socket was lost while moving to another runtime",
-            )),
-        }
+        self.0.as_mut().map(Pin::new).ok_or_else(Self::lost)
     }
 
     /// Register the socket with the reactor of the runtime entered on this
     /// thread (readiness already pending is reported there again).
     fn reregister(&mut self) -> std::io::Result<()> {
-        let Some(s) = self.0.take() else {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::NotConnected,
-                "the socket was lost while moving to another runtime",
-            ));
-        };
+        let s = self.0.take().ok_or_else(Self::lost)?;
         self.0 = Some(TcpStream::from_std(s.into_std()?)?);
         Ok(())
     }

@@ -162,24 +162,33 @@ impl fal_rt_session {
         rt.ok_or_else(|| Failure::new(FAL_RT_NOT_CONNECTED, "the session was freed"))
     }
 
-    /// The next item if it is there already (a frame read with an earlier
-    /// one, the pipelined case), polled once on this thread without
-    /// `block_on`, the interrupt's waiter or the timeout's timer; `None` when
-    /// it would wait, or when an interrupt is pending (it must win).
-    fn recv_now(&self) -> FfiResult<Option<Option<crate::Result<crate::Message>>>> {
-        if self.interrupt_pending.load(std::sync::atomic::Ordering::Acquire) {
-            return Ok(None);
-        }
+    /// The next item, waiting at most `limit`: `None` when interrupted,
+    /// `Some(None)` when the limit expired. An item that is there already (a
+    /// frame read with an earlier one, the pipelined case) is taken by
+    /// polling once on this thread, without `block_on`, the interrupt's
+    /// waiter or the timeout's timer; a pending interrupt skips that and wins.
+    fn recv(
+        &self,
+        limit: Option<Duration>,
+    ) -> FfiResult<Option<Option<Option<crate::Result<crate::Message>>>>> {
+        use std::sync::atomic::Ordering;
         check_can_block()?;
         let rt = self.runtime()?;
-        let _in = rt.enter();
-        // Cancel-safe: a frame half read stays buffered for the next poll.
-        let mut fut = std::pin::pin!(async { self.rx.lock().await.recv().await });
-        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-        Ok(match std::future::Future::poll(fut.as_mut(), &mut cx) {
-            std::task::Poll::Ready(item) => Some(item),
-            std::task::Poll::Pending => None,
-        })
+        let next = || async { self.rx.lock().await.recv().await };
+        if !self.interrupt_pending.load(Ordering::Acquire) {
+            let _in = rt.enter();
+            // Cancel-safe: a frame half read stays buffered for the next poll.
+            let mut fut = std::pin::pin!(next());
+            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+            if let std::task::Poll::Ready(item) = std::future::Future::poll(fut.as_mut(), &mut cx) {
+                return Ok(Some(Some(item)));
+            }
+        }
+        // Cleared before the wait, which takes a pending interrupt first
+        // (interrupt sets the flag after notifying, so a flag cleared here
+        // cannot hide a permit the wait would miss).
+        self.interrupt_pending.store(false, Ordering::Release);
+        Ok(rt.block_on(interruptible(&self.interrupt, with_limit(limit, next()))))
     }
 }
 
@@ -259,20 +268,7 @@ pub unsafe extern "C" fn fal_rt_session_recv(
         let s = live(session, "session")?;
         not_null(out_message, "out_message")?;
         let limit = timeout_of(timeout_ms)?;
-        let got = match s.recv_now()? {
-            Some(item) => Some(Some(item)),
-            None => {
-                // Cleared before the wait, which takes a pending interrupt
-                // first (interrupt sets the flag after notifying, so a flag
-                // cleared here cannot hide a permit the wait would miss).
-                s.interrupt_pending
-                    .store(false, std::sync::atomic::Ordering::Release);
-                s.block_on(interruptible(
-                    &s.interrupt,
-                    with_limit(limit, async { s.rx.lock().await.recv().await }),
-                ))?
-            }
-        };
+        let got = s.recv(limit)?;
         match got.ok_or_else(interrupted)? {
             None => Err(quiet(FAL_RT_TIMEOUT_EXPIRED)),
             Some(None) => Err(quiet(FAL_RT_END)),

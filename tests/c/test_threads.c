@@ -77,7 +77,8 @@ static int hook_token(void *ud, const char *app, fal_rt_buffer *out) {
     return fal_rt_buffer_append(out, (const uint8_t *)t, sizeof t - 1) == FAL_RT_OK ? 0 : 1;
 }
 
-static void hook_free(void *ud) { /* runs on the thread that frees: not counted */
+/* A free_user_data: counts the frees (runs on the thread that frees). */
+static void count_free(void *ud) {
     recorder *r = (recorder *)ud;
     pthread_mutex_lock(&r->mu);
     r->freed++;
@@ -116,7 +117,7 @@ static void round_trip(void) {
     wh.struct_size = sizeof wh;
     wh.user_data = &wr;
     wh.on_message = hook_ws_on_message;
-    wh.free_user_data = hook_free;
+    wh.free_user_data = count_free;
     fal_rt_connect_options wo = o;
     wo.path = "/raw";
     fal_rt_ws *ws = NULL;
@@ -195,14 +196,6 @@ static void test_last_free_inside_callback(void) {
 static int threads_ended(void) {
     for (int i = 0; i < WAIT_MS / 10 && fal_rt_thread_count() > 0; i++) sleep_ms(10);
     return fal_rt_thread_count() == 0;
-}
-
-static void count_free(void *ud) {
-    recorder *r = (recorder *)ud;
-    pthread_mutex_lock(&r->mu);
-    r->freed++;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
 }
 
 /* Blocks its worker thread until the main thread sets `done`, which it does

@@ -471,7 +471,7 @@ impl AsyncConnection {
             // stays; it fires at most once more when nothing waits.
             if !this.closed.load(Ordering::Acquire) {
                 let halves = this.halves.clone();
-                let mut fut: BoxFut<bool> = Box::pin(async move {
+                let mut fut: BoxFut<()> = Box::pin(async move {
                     // Let the driver take in the readiness the loop saw first.
                     tokio::task::yield_now().await;
                     halves.read_ahead().await

@@ -178,54 +178,39 @@ impl Halves {
         }
         let first = rx.recv().await;
         if matches!(first, Some(Ok(_))) {
-            let mut more = VecDeque::new();
-            while more.len() < READ_AHEAD {
-                let mut next = std::pin::pin!(rx.recv());
-                match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
-                    Poll::Ready(x) => {
-                        let end = !matches!(x, Some(Ok(_)));
-                        more.push_back(x);
-                        if end {
-                            break;
-                        }
-                    }
-                    Poll::Pending => break,
-                }
-            }
-            if !more.is_empty() {
-                self.ahead.lock().unwrap_or_else(|p| p.into_inner()).extend(more);
-            }
+            self.fill_ahead(&mut rx).await;
         }
         first
     }
 
-    /// Read what is readable now into the read-ahead queue, without waiting
-    /// (each item polled once with this task's waker), for a socket that woke
-    /// its event loop while no `recv` waited. `true` when the socket is
-    /// drained and the queue has room, so watching it costs nothing until
-    /// more arrives; `false` when the queue is full (the kernel keeps the
-    /// rest: backpressure), the connection ended, or another caller holds the
-    /// receiving half.
-    pub async fn read_ahead(&self) -> bool {
-        let Ok(mut rx) = self.rx.try_lock() else {
-            return false;
-        };
-        let mut queued = self.ahead.lock().unwrap_or_else(|p| p.into_inner()).len();
-        while queued < READ_AHEAD {
+    /// Move every item already readable into the read-ahead queue, polling
+    /// each once with this task's waker (the read a following `recv` would
+    /// make anyway), until one would wait, the connection ends, or the queue
+    /// holds `READ_AHEAD`.
+    async fn fill_ahead(&self, rx: &mut Rx) {
+        let queued = || self.ahead.lock().unwrap_or_else(|p| p.into_inner()).len();
+        while queued() < READ_AHEAD {
             let mut next = std::pin::pin!(rx.recv());
             match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
                 Poll::Ready(x) => {
                     let end = !matches!(x, Some(Ok(_)));
                     self.ahead.lock().unwrap_or_else(|p| p.into_inner()).push_back(x);
-                    queued += 1;
                     if end {
-                        return false;
+                        return;
                     }
                 }
-                Poll::Pending => return true,
+                Poll::Pending => return,
             }
         }
-        false
+    }
+
+    /// Read what is readable now into the read-ahead queue without waiting,
+    /// for a socket that woke its event loop while no `recv` waited; nothing
+    /// when another caller holds the receiving half.
+    pub async fn read_ahead(&self) {
+        if let Ok(mut rx) = self.rx.try_lock() {
+            self.fill_ahead(&mut rx).await;
+        }
     }
 
     /// An item read ahead, without waiting; `None` when there is none.
