@@ -350,6 +350,53 @@ pub(crate) async fn interruptible<F: std::future::Future>(
     }
 }
 
+/// The receive side of a pull-style object (a session, a pull socket): the
+/// interrupt of its `recv` and the no-wait first try that `recv` makes.
+#[derive(Default)]
+pub(crate) struct PullWait {
+    /// Wakes a waiting `recv` (or keeps one permit for the next).
+    interrupt: tokio::sync::Notify,
+    /// Set by [`PullWait::interrupt`] (after it notified), cleared by a
+    /// `recv` before it waits: while set, `recv` skips its no-wait try.
+    pending: std::sync::atomic::AtomicBool,
+}
+
+impl PullWait {
+    /// Interrupt the waiting `recv`, or the next one. Never blocks.
+    pub(crate) fn interrupt(&self) {
+        self.interrupt.notify_one();
+        self.pending.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The next item if it is there already (a frame read with an earlier
+    /// one, the pipelined case): `next()` polled once on this thread, inside
+    /// `rt`, without `block_on`, the interrupt's waiter or a timer. Else the
+    /// wait to `block_on`: the item, `Some(None)` when `limit` expired, `None`
+    /// when interrupted. A pending interrupt skips the try and wins. `next`
+    /// must be cancel-safe (the tried future is dropped when pending).
+    pub(crate) fn recv<'a, F: std::future::Future + 'a>(
+        &'a self,
+        rt: &tokio::runtime::Handle,
+        limit: Option<Duration>,
+        next: impl Fn() -> F,
+    ) -> Result<F::Output, impl std::future::Future<Output = Option<Option<F::Output>>> + 'a> {
+        use std::sync::atomic::Ordering;
+        if !self.pending.load(Ordering::Acquire) {
+            let _in = rt.enter();
+            let mut fut = std::pin::pin!(next());
+            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+            if let std::task::Poll::Ready(item) = fut.as_mut().poll(&mut cx) {
+                return Ok(item);
+            }
+        }
+        // Cleared before the wait, which takes a pending interrupt first
+        // (`interrupt` sets the flag after notifying, so a flag cleared here
+        // cannot hide a permit the wait would miss).
+        self.pending.store(false, Ordering::Release);
+        Err(interruptible(&self.interrupt, with_limit(limit, next())))
+    }
+}
+
 /// The panic boundary for calls that return a value instead of a code.
 pub(crate) fn boundary_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(|| c_call(f))).unwrap_or(fallback)

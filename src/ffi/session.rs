@@ -35,11 +35,8 @@ pub struct fal_rt_session {
     rx: Mutex<RealtimeReceiver>,
     options_gate: Option<Arc<Gate>>,
     dead: std::sync::atomic::AtomicBool,
-    /// `fal_rt_session_interrupt`: wakes a waiting `recv` (or the next one).
-    interrupt: tokio::sync::Notify,
-    /// Set by `fal_rt_session_interrupt` (after it notified), cleared by a
-    /// `recv` before it waits: while set, `recv` skips its no-wait first try.
-    interrupt_pending: std::sync::atomic::AtomicBool,
+    /// `fal_rt_session_interrupt` and `recv`'s no-wait first try.
+    wait: PullWait,
 }
 
 impl Handle for fal_rt_session {
@@ -119,8 +116,7 @@ pub unsafe extern "C" fn fal_rt_session_connect(
                         rx: Mutex::new(rx),
                         options_gate: opts.gate.clone(),
                         dead: Default::default(),
-                        interrupt: tokio::sync::Notify::new(),
-                        interrupt_pending: Default::default(),
+                        wait: PullWait::default(),
                     })),
                 );
                 Ok(())
@@ -171,24 +167,16 @@ impl fal_rt_session {
         &self,
         limit: Option<Duration>,
     ) -> FfiResult<Option<Option<Option<crate::Result<crate::Message>>>>> {
-        use std::sync::atomic::Ordering;
         check_can_block()?;
         let rt = self.runtime()?;
-        let next = || async { self.rx.lock().await.recv().await };
-        if !self.interrupt_pending.load(Ordering::Acquire) {
-            let _in = rt.enter();
-            // Cancel-safe: a frame half read stays buffered for the next poll.
-            let mut fut = std::pin::pin!(next());
-            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-            if let std::task::Poll::Ready(item) = std::future::Future::poll(fut.as_mut(), &mut cx) {
-                return Ok(Some(Some(item)));
-            }
+        // Cancel-safe: a frame half read stays buffered for the next poll.
+        match self
+            .wait
+            .recv(rt.handle(), limit, || async { self.rx.lock().await.recv().await })
+        {
+            Ok(item) => Ok(Some(Some(item))),
+            Err(wait) => Ok(rt.block_on(wait)),
         }
-        // Cleared before the wait, which takes a pending interrupt first
-        // (interrupt sets the flag after notifying, so a flag cleared here
-        // cannot hide a permit the wait would miss).
-        self.interrupt_pending.store(false, Ordering::Release);
-        Ok(rt.block_on(interruptible(&self.interrupt, with_limit(limit, next()))))
     }
 }
 
@@ -296,9 +284,7 @@ pub unsafe extern "C" fn fal_rt_session_recv(
 pub unsafe extern "C" fn fal_rt_session_interrupt(session: *const fal_rt_session) -> fal_rt_result {
     boundary(std::ptr::null_mut(), || {
         let s = live(session, "session")?;
-        s.interrupt.notify_one();
-        s.interrupt_pending
-            .store(true, std::sync::atomic::Ordering::Release);
+        s.wait.interrupt();
         Ok(())
     })
 }

@@ -104,8 +104,8 @@ pub struct fal_rt_ws {
     dead: std::sync::atomic::AtomicBool,
     /// How the socket ended (code and reason), without locking a half.
     close_watch: crate::ws::CloseWatch,
-    /// `fal_rt_ws_interrupt`: wakes a waiting `recv` (or the next one).
-    interrupt: Notify,
+    /// `fal_rt_ws_interrupt` and `recv`'s no-wait first try.
+    wait: PullWait,
     /// Keeps the library's threads (last: dropped after the socket).
     _lease: crate::runtime::Lease,
 }
@@ -267,7 +267,7 @@ pub unsafe extern "C" fn fal_rt_ws_connect(
             options_gate: opts.gate.clone(),
             dead: Default::default(),
             close_watch,
-            interrupt: Notify::new(),
+            wait: PullWait::default(),
             _lease: crate::runtime::lease(),
         }));
         match cbs {
@@ -458,7 +458,7 @@ pub unsafe extern "C" fn fal_rt_ws_interrupt(ws: *const fal_rt_ws) -> fal_rt_res
                 "this socket delivers frames to its handler's callbacks",
             ));
         }
-        w.interrupt.notify_one();
+        w.wait.interrupt();
         Ok(())
     })
 }
@@ -493,10 +493,12 @@ pub unsafe extern "C" fn fal_rt_ws_recv(
             )
         })?;
         let limit = timeout_of(timeout_ms)?;
-        let got = block_on(interruptible(
-            &w.interrupt,
-            with_limit(limit, async { rx.lock().await.recv().await }),
-        ))?;
+        check_can_block()?;
+        let rt = crate::runtime::handle();
+        let got = match w.wait.recv(&rt, limit, || async { rx.lock().await.recv().await }) {
+            Ok(item) => Some(Some(item)),
+            Err(wait) => block_on(wait)?,
+        };
         match got.ok_or_else(interrupted)? {
             None => Err(quiet(FAL_RT_TIMEOUT_EXPIRED)),
             Some(None) => Err(quiet(FAL_RT_END)),

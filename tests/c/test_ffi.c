@@ -1316,6 +1316,22 @@ static void test_ws_interrupt_and_close_with(void) {
     CHECK_RC(fal_rt_ws_send_text(ws, "still here", NULL), FAL_RT_OK);
     CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_OK);
     fal_rt_frame_free(f);
+    /* A pending interrupt wins over a frame that is there already (recv's
+       no-wait first try skips it), and the frame is kept for the next recv. */
+    CHECK_RC(fal_rt_ws_send_text(ws, "one", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_send_text(ws, "two", NULL), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_OK);
+    size_t flen = 0;
+    const uint8_t *fdata = fal_rt_frame_data(f, &flen);
+    CHECK(flen == 3 && memcmp(fdata, "one", 3) == 0);
+    fal_rt_frame_free(f);
+    sleep_ms(50); /* let "two" arrive */
+    CHECK_RC(fal_rt_ws_interrupt(ws), FAL_RT_OK);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_INTERRUPTED);
+    CHECK_RC(fal_rt_ws_recv(ws, WAIT_MS, &f, NULL), FAL_RT_OK);
+    fdata = fal_rt_frame_data(f, &flen);
+    CHECK(flen == 3 && memcmp(fdata, "two", 3) == 0);
+    fal_rt_frame_free(f);
     /* Close codes and reasons are checked before anything is sent. */
     CHECK_RC(fal_rt_ws_close_with(ws, 1005, NULL, 0, &err), FAL_RT_INVALID_ARGUMENT);
     fal_rt_error_free(err);

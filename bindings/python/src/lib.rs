@@ -26,15 +26,78 @@ static PY_ALIVE: AtomicBool = AtomicBool::new(true);
 static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
 
 /// Run `f` with the GIL from a library thread, unless the interpreter is exiting.
+///
+/// A library thread keeps the Python thread state made by its first call for
+/// as long as it lives ([`keep_thread_state`]): without it, every GIL hold
+/// of a thread that has none creates and destroys one (a few microseconds
+/// per delivered batch), and `threading.local` values set in one callback
+/// would be gone by the next.
 pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
     IN_PYTHON.fetch_add(1, Ordering::AcqRel);
     let out = if PY_ALIVE.load(Ordering::Acquire) {
+        keep_thread_state();
         Python::try_attach(f)
     } else {
         None
     };
     IN_PYTHON.fetch_sub(1, Ordering::AcqRel);
     out
+}
+
+/// A Python thread state this library thread made and keeps (the count of
+/// one `PyGILState_Ensure` it has not released): later `PyGILState_Ensure`
+/// calls of the thread find it and only take the GIL.
+struct KeptThreadState {
+    gstate: pyo3::ffi::PyGILState_STATE,
+    tstate: *mut pyo3::ffi::PyThreadState,
+}
+
+impl Drop for KeptThreadState {
+    /// The thread ends: give the state back, unless the interpreter is
+    /// exiting (finalization frees every thread state itself, and a thread
+    /// that takes the GIL then is killed).
+    fn drop(&mut self) {
+        IN_PYTHON.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: `tstate` is this thread's state, saved by `keep_thread_state`
+        // and not used since; the interpreter still runs (checked), and
+        // `_interpreter_exiting` waits while `IN_PYTHON` counts this thread.
+        if PY_ALIVE.load(Ordering::Acquire) && unsafe { pyo3::ffi::Py_IsInitialized() } != 0 {
+            unsafe {
+                pyo3::ffi::PyEval_RestoreThread(self.tstate);
+                pyo3::ffi::PyGILState_Release(self.gstate);
+            }
+        }
+        IN_PYTHON.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+thread_local! {
+    /// Set on the first [`attach`] of a thread: the thread state it keeps, or
+    /// `None` on a thread that already had one (a Python thread: not ours).
+    static KEPT: std::cell::OnceCell<Option<KeptThreadState>> = const { std::cell::OnceCell::new() };
+}
+
+/// On the first call from a thread without a Python thread state, make one
+/// and keep it (see [`attach`]). Call only while `PY_ALIVE` and counted in
+/// `IN_PYTHON`.
+fn keep_thread_state() {
+    let _ = KEPT.try_with(|k| {
+        k.get_or_init(|| {
+            // SAFETY: the interpreter runs (checked, and `PY_ALIVE` holds it off
+            // finalization); a thread without a thread state does not hold
+            // the GIL, so the GIL taken by `PyGILState_Ensure` is the one
+            // `PyEval_SaveThread` releases.
+            unsafe {
+                if pyo3::ffi::Py_IsInitialized() == 0 || !pyo3::ffi::PyGILState_GetThisThreadState().is_null()
+                {
+                    return None;
+                }
+                let gstate = pyo3::ffi::PyGILState_Ensure();
+                let tstate = pyo3::ffi::PyEval_SaveThread();
+                Some(KeptThreadState { gstate, tstate })
+            }
+        });
+    });
 }
 
 /// Called by `atexit` (before finalization starts): stop library threads

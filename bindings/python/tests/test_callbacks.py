@@ -110,6 +110,35 @@ def test_send_from_inside_a_callback(client: Client) -> None:
     assert seen == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_library_thread_keeps_its_python_thread_state(client: Client) -> None:
+    # Each library thread keeps one Python thread state for its life: a
+    # `threading.local` set in one callback is still there in the next on the
+    # same thread (a thread state made and dropped per delivery lost it, and
+    # cost its creation on every result).
+    local = threading.local()
+    seen: List[Any] = []
+    done = threading.Event()
+
+    def on_result(r: Any) -> None:
+        local.n = getattr(local, "n", 0) + 1
+        seen.append((threading.get_ident(), local.n))
+        if r["i"] < 19:
+            conn.send({"i": r["i"] + 1})
+        else:
+            done.set()
+
+    conn = client.connect("owner/echo", on_result=on_result, throttle_interval=0)
+    with conn:
+        conn.send({"i": 0})
+        assert done.wait(10)
+    assert len(seen) == 20
+    per_thread: dict = {}
+    for ident, n in seen:
+        per_thread.setdefault(ident, []).append(n)
+    for counts in per_thread.values():
+        assert counts == list(range(1, len(counts) + 1))
+
+
 def test_throttle_delivers_latest_of_a_burst(client: Client) -> None:
     results: "queue.Queue[Any]" = queue.Queue()
     with client.connect("owner/echo", on_result=results.put, throttle_interval=0.2) as conn:
