@@ -116,44 +116,95 @@ fn _interpreter_exiting(py: Python<'_>) {
     });
 }
 
+/// The finest level of this library's records that reach Python: the
+/// `fal_realtime` (core) and `fal_realtime_python` targets at debug, every
+/// dependency at warning and above.
+fn level_for(target: &str) -> log::LevelFilter {
+    let ours = ["fal_realtime", "fal_realtime_python"].iter().any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    });
+    if ours {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Warn
+    }
+}
+
 /// Forwards records to Python's `logging` while the interpreter is alive.
-struct GatedLogger(pyo3_log::Logger);
+/// The bridge (and `logging` itself, about 1.3 MiB) is made on the first
+/// record that passes [`level_for`], not at import; until some code imported
+/// `logging`, records below warning are dropped without importing it (no
+/// configuration can exist then, and Python's default drops them).
+struct GatedLogger(std::sync::OnceLock<pyo3_log::Logger>);
+
+impl GatedLogger {
+    fn passes(metadata: &log::Metadata<'_>) -> bool {
+        PY_ALIVE.load(Ordering::Acquire) && metadata.level() <= level_for(metadata.target())
+    }
+
+    /// The bridge, made now if needed. Never waits for another thread
+    /// making it (that thread may be waiting for the GIL this one holds):
+    /// both make one under the GIL and the first stored is kept.
+    fn bridge(&self, level: log::Level) -> Option<&pyo3_log::Logger> {
+        if let Some(l) = self.0.get() {
+            return Some(l);
+        }
+        let made = attach(|py| {
+            if level > log::Level::Warn && !logging_loaded(py) {
+                return None;
+            }
+            pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers)
+                .ok()
+                .map(|l| {
+                    l.filter(log::LevelFilter::Warn)
+                        .filter_target("fal_realtime".to_string(), log::LevelFilter::Debug)
+                        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Debug)
+                })
+        })??;
+        let _ = self.0.set(made);
+        self.0.get()
+    }
+}
+
+/// Whether some code imported Python's `logging` (without importing it).
+fn logging_loaded(py: Python<'_>) -> bool {
+    py.import("sys")
+        .and_then(|sys| sys.getattr("modules"))
+        .and_then(|m| m.contains("logging"))
+        .unwrap_or(false)
+}
 
 impl log::Log for GatedLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        PY_ALIVE.load(Ordering::Acquire) && self.0.enabled(metadata)
+        Self::passes(metadata) && self.bridge(metadata.level()).is_some_and(|l| l.enabled(metadata))
     }
     fn log(&self, record: &log::Record<'_>) {
-        if PY_ALIVE.load(Ordering::Acquire) {
-            self.0.log(record);
+        if Self::passes(record.metadata()) {
+            if let Some(l) = self.bridge(record.level()) {
+                l.log(record);
+            }
         }
     }
     fn flush(&self) {}
 }
 
-fn init_logging(py: Python<'_>) {
+fn init_logging() {
     // Records of this library go to Python's `logging` (logger `fal_realtime.*`);
     // dependencies only at warning level and above. Loggers are cached, levels
     // are not, so `logging` configuration changes apply at once.
-    let logger = match pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers) {
-        Ok(l) => l,
-        Err(_) => return,
-    };
     // Debug is the finest level this library logs at; keeping the global
     // maximum there lets `log` drop the per-frame trace records of
     // dependencies for free, on the hot path.
-    let logger = logger
-        .filter(log::LevelFilter::Warn)
-        .filter_target("fal_realtime".to_string(), log::LevelFilter::Debug)
-        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Debug);
-    if log::set_boxed_logger(Box::new(GatedLogger(logger))).is_ok() {
+    if log::set_boxed_logger(Box::new(GatedLogger(std::sync::OnceLock::new()))).is_ok() {
         log::set_max_level(log::LevelFilter::Debug);
     }
 }
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    init_logging(m.py());
+    init_logging();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("CORE_VERSION", fal_realtime::VERSION)?;
     m.add_class::<client::Client>()?;

@@ -1,7 +1,9 @@
 """A program that uses only the blocking and callback styles never loads
 asyncio (with ssl, ~11 MiB of a process's memory): it is imported lazily,
 only by the asyncio API and by async token providers; nor ssl (the
-client's TLS is rustls)."""
+client's TLS is rustls). Nor `typing`, `logging` and `json` (about 3 MiB
+together): only type checkers import `typing`, and `logging` loads with the
+first record the library logs."""
 
 import subprocess
 import sys
@@ -21,6 +23,25 @@ with client.connect("me/echo", on_result=lambda r: got.set()) as conn:
     conn.send({"prompt": "callback"})
     assert got.wait(30)
 print("asyncio loaded:", "asyncio" in sys.modules, "ssl loaded:", "ssl" in sys.modules)
+print("also loaded:", sorted(m for m in ("typing", "logging", "json") if m in sys.modules))
+"""
+
+# `logging` configured after the library was imported and used: its records
+# still arrive (the bridge to `logging` is made by the first record).
+LATE_LOGGING = r"""
+import sys
+import fal_realtime
+
+client = fal_realtime.Client(key=sys.argv[2], run_host="ws://" + sys.argv[1], rest_url="http://" + sys.argv[1])
+with client.realtime("me/echo") as conn:
+    conn.send({"prompt": "one"})
+    assert conn.recv(timeout=30)["prompt"] == "one"
+assert "logging" not in sys.modules
+import logging
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(levelname)s %(message)s")
+with client.realtime("me/echo") as conn:
+    conn.send({"prompt": "two"})
+    assert conn.recv(timeout=30)["prompt"] == "two"
 """
 
 
@@ -30,3 +51,12 @@ def test_sync_and_callback_styles_do_not_import_asyncio(emu: Emulator) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "asyncio loaded: False ssl loaded: False" in out.stdout, out.stdout + out.stderr
+    assert "also loaded: []" in out.stdout, out.stdout + out.stderr
+
+
+def test_logging_configured_late_gets_the_records(emu: Emulator) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", LATE_LOGGING, emu.host, KEY], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fal_realtime.open DEBUG opening ws://" in out.stdout, out.stdout + out.stderr

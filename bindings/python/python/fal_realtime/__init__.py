@@ -24,19 +24,29 @@ import threading
 import weakref
 from contextlib import asynccontextmanager, contextmanager
 from os import PathLike
-from typing import (
-    Any,
-    AsyncContextManager,
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    ContextManager,
-    Dict,
-    Iterator,
-    Optional,
-    Union,
-    cast,
-)
+# `typing` is only imported by type checkers: at run time it would be about
+# 1.7 MiB of every process (annotations are strings here, see the
+# `__future__` import above).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import (
+        Any,
+        AsyncContextManager,
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        ContextManager,
+        Dict,
+        Iterator,
+        Optional,
+        Union,
+        cast,
+    )
+else:
+
+    def cast(_type: object, value: object) -> object:
+        return value
+
 
 from . import _native
 from ._errors import (
@@ -113,7 +123,19 @@ __all__ = [
 
 #: A token provider: called with the app id and path (e.g. ``"123/my-app/realtime"``),
 #: returns a token, or an awaitable of one.
-TokenProvider = Callable[[str], Union[str, Awaitable[str]]]
+if TYPE_CHECKING:
+    TokenProvider = Callable[[str], Union[str, Awaitable[str]]]
+else:
+
+    def __getattr__(name: str) -> object:
+        # `TokenProvider` is made on first use, with `typing` (see above).
+        if name == "TokenProvider":
+            from typing import Awaitable, Callable, Union
+
+            value = Callable[[str], Union[str, Awaitable[str]]]
+            globals()[name] = value
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: Default token life requested from fal's token endpoint, in seconds (as ``fal_client``).
 REALTIME_TOKEN_EXPIRATION_SECONDS = 120
@@ -210,7 +232,7 @@ class AsyncRealtimeConnection:
         payload)`` once (as ``fal_client``); ``None`` after it. With ``timeout``
         (seconds), raises :class:`FalTimeoutError` when nothing arrives in time.
         """
-        return cast(Optional[Dict[str, Any]], await _recv(self._c, timeout))
+        return cast("Optional[Dict[str, Any]]", await _recv(self._c, timeout))
 
     async def close(self) -> None:
         """Close the connection (code 1000). Idempotent."""
@@ -283,10 +305,10 @@ class AsyncWsConnection:
         time. ``decode``, as in ``websockets``: ``True`` returns binary frames
         as ``str`` (UTF-8), ``False`` text frames as ``bytes``.
         """
-        frame = cast(Union[bytes, str, None], await _recv(self._c, timeout))
+        frame = cast("Union[bytes, str, None]", await _recv(self._c, timeout))
         if frame is None:
             raise _ws_end(self._c.close_code, self._c.close_reason)
-        return cast(Union[bytes, str], _decode_frame(frame, decode))
+        return cast("Union[bytes, str]", _decode_frame(frame, decode))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` and ``reason`` and wait up to 1 s for the server's
@@ -323,7 +345,7 @@ class AsyncWsConnection:
 
     async def __anext__(self) -> Union[bytes, str]:
         """The next frame; stops when the connection has closed cleanly."""
-        frame = cast(Union[bytes, str, None], await _recv(self._c, None))
+        frame = cast("Union[bytes, str, None]", await _recv(self._c, None))
         if frame is None:
             raise StopAsyncIteration
         return frame

@@ -10,8 +10,9 @@ rejected key. No message ever contains a token or an API key.
 
 from __future__ import annotations
 
-import json
-from typing import Any, Dict, Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` and `json` load lazily (see `__init__`)
+    from typing import Any, Dict, Optional
 
 __all__ = [
     "FalClientError",
@@ -108,6 +109,7 @@ class HTTPResponse:
 
     def json(self) -> Any:
         """The body parsed as JSON (raises ``ValueError`` when it is not JSON)."""
+        import json
         return json.loads(self.text)
 
     def __repr__(self) -> str:
@@ -116,6 +118,7 @@ class HTTPResponse:
 
 def _error_type(body: Optional[str]) -> Optional[str]:
     try:
+        import json
         parsed = json.loads(body) if body else None
     except ValueError:
         return None
@@ -330,6 +333,7 @@ def _from_core(
         payload: Dict[str, Any] = {}
         if body:
             try:
+                import json
                 parsed = json.loads(body)
                 if isinstance(parsed, dict):
                     payload = parsed

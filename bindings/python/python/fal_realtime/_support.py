@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, NamedTuple, Optional, Union
+import collections
 
+# `typing` and `logging` load lazily (type checkers only, and the first log
+# record): together about 3 MiB of a process that never needs them.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # asyncio and inspect load lazily: asyncio (with ssl) alone is ~11 MiB
     import asyncio
-
-logger = logging.getLogger("fal_realtime")
+    import logging
+    from typing import Any, Awaitable, Callable, NamedTuple, Optional, Union
 
 #: How long a token provider running on another thread's event loop may take.
 TOKEN_PROVIDER_TIMEOUT = 60.0
 
+if TYPE_CHECKING:
 
-class ExtType(NamedTuple):
-    """A msgpack extension value: ``code`` (-128..127) and raw ``data``.
+    class ExtType(NamedTuple):
+        code: int
+        data: bytes
 
-    Decoded results carry one where the server sent an ext value; pass one to
-    ``send`` to encode an ext value.
-    """
+else:
+    ExtType = collections.namedtuple("ExtType", ["code", "data"])
+ExtType.__doc__ = """A msgpack extension value: ``code`` (-128..127) and raw ``data``.
 
-    code: int
-    data: bytes
+Decoded results carry one where the server sent an ext value; pass one to
+``send`` to encode an ext value.
+"""
+
+
+def _logger() -> logging.Logger:
+    import logging
+
+    return logging.getLogger("fal_realtime")
 
 
 async def _await(aw: Awaitable[Any]) -> Any:
@@ -54,7 +65,7 @@ def _call_token_provider(
 
 def _log_callback_error(which: str, exc: BaseException) -> None:
     """Log an exception raised inside a user callback; the connection goes on."""
-    logger.error(
+    _logger().error(
         "exception in the %s callback (the connection keeps going)",
         which,
         exc_info=(type(exc), exc, exc.__traceback__),
@@ -63,4 +74,4 @@ def _log_callback_error(which: str, exc: BaseException) -> None:
 
 def _log_connection_error(exc: BaseException) -> None:
     """Log a connection error when no ``on_error`` callback was given."""
-    logger.warning("realtime connection error: %s", exc)
+    _logger().warning("realtime connection error: %s", exc)

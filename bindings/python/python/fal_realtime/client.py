@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, AsyncContextManager, Callable, ContextManager, Optional, Union
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # `typing` loads lazily (see `__init__`)
+    from typing import Any, AsyncContextManager, Callable, ContextManager, Optional, Union
+
+    from . import TokenProvider
 
 from . import (
     REALTIME_OPEN_TIMEOUT,
@@ -20,7 +24,6 @@ from . import (
     AsyncWsConnection,
     Client,
     RealtimeConnection,
-    TokenProvider,
     WsConnection,
 )
 from ._errors import FalClientError, FalClientHTTPError, RealtimeError
