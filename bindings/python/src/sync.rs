@@ -67,7 +67,7 @@ impl SyncCore {
         // Read ahead by an earlier recv: no runtime entry, no GIL hand-off.
         let got = match halves.take_ready() {
             Some(x) => Some(x),
-            None => util::block_on(py, self.rt(), halves.recv(), deadline)?,
+            None => util::block_on_waiting(py, self.rt(), halves.recv(), deadline)?,
         };
         match got {
             None => Err(errors::of_kind(

@@ -15,12 +15,43 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 /// `KeyboardInterrupt`). Returns `Ok(None)` when `deadline` passes first.
 ///
 /// The future is polled on the caller's thread: with a current-thread runtime
-/// the caller drives the socket itself, with no thread hop.
+/// the caller drives the socket itself, with no thread hop. It is polled once
+/// first without `block_on` and its signal-check timer: a send to a writable
+/// socket, or a recv of a frame read with an earlier one, completes there.
 pub fn block_on<F>(
     py: Python<'_>,
     rt: &Runtime,
     fut: F,
     deadline: Option<Instant>,
+) -> PyResult<Option<F::Output>>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    block_on_inner(py, rt, fut, deadline, true)
+}
+
+/// [`block_on`] without the first poll: for a future that is rarely ready
+/// at once (a recv whose read-ahead was empty).
+pub fn block_on_waiting<F>(
+    py: Python<'_>,
+    rt: &Runtime,
+    fut: F,
+    deadline: Option<Instant>,
+) -> PyResult<Option<F::Output>>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    block_on_inner(py, rt, fut, deadline, false)
+}
+
+fn block_on_inner<F>(
+    py: Python<'_>,
+    rt: &Runtime,
+    fut: F,
+    deadline: Option<Instant>,
+    mut first: bool,
 ) -> PyResult<Option<F::Output>>
 where
     F: Future + Send,
@@ -33,8 +64,16 @@ where
             Some(d) => d.min(now + SIGNAL_CHECK),
             None => now + SIGNAL_CHECK,
         };
-        let fut_ref = fut.as_mut();
+        let mut fut_ref = fut.as_mut();
+        let try_now = std::mem::take(&mut first);
         let out = py.detach(|| {
+            if try_now {
+                let _in = rt.enter();
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                if let std::task::Poll::Ready(out) = fut_ref.as_mut().poll(&mut cx) {
+                    return Some(out);
+                }
+            }
             rt.block_on(async move {
                 tokio::select! {
                     biased;
