@@ -2,12 +2,18 @@
 //! connection on the shared runtime; callbacks run on its threads, holding
 //! the GIL. An exception inside a callback is logged (logger `fal_realtime`)
 //! and never reaches the connection.
+//!
+//! Each callback runs in a copy of the `contextvars` context of the
+//! `connect()` call (as `loop.call_soon` copies the caller's): values set
+//! before `connect()` are seen, and a value a callback sets is not seen by
+//! the next one nor by other connections' callbacks on the same thread.
 
 use crate::errors;
 use crate::hooks;
 use crate::stats::PyStats;
 use fal_realtime::{ConnectionState, Error, Message, RealtimeHandler};
 use pyo3::gc::PyVisit;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::PyTraverseError;
 use std::sync::{Arc, Mutex};
@@ -17,11 +23,12 @@ pub struct Callbacks {
     pub on_result: Option<Py<PyAny>>,
     pub on_error: Option<Py<PyAny>>,
     pub on_state: Option<Py<PyAny>>,
+    /// The `contextvars` context of the `connect()` call.
+    pub context: Option<Py<PyAny>>,
 }
 
 /// The callbacks of one `connect()` call, shared by the core's handler and
 /// the Python object (which exposes them to the garbage collector).
-#[derive(Default)]
 pub struct Slot {
     cbs: Mutex<Callbacks>,
 }
@@ -30,6 +37,23 @@ impl Slot {
     fn get(&self, py: Python<'_>, pick: impl Fn(&Callbacks) -> Option<&Py<PyAny>>) -> Option<Py<PyAny>> {
         let g = self.cbs.lock().unwrap_or_else(|p| p.into_inner());
         pick(&g).map(|c| c.clone_ref(py))
+    }
+
+    /// `cb(arg)` in a copy of the context of the `connect()` call.
+    fn call<'py>(
+        &self,
+        py: Python<'py>,
+        cb: &Py<PyAny>,
+        arg: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        match self.get(py, |c| c.context.as_ref()) {
+            Some(ctx) => ctx
+                .bind(py)
+                .call_method0(intern!(py, "copy"))?
+                .call_method1(intern!(py, "run"), (cb, arg)),
+            // Cleared by the garbage collector.
+            None => cb.bind(py).call1((arg,)),
+        }
     }
 }
 
@@ -50,7 +74,7 @@ impl PyHandler {
     fn report_error(&self, py: Python<'_>, exc: Bound<'_, PyAny>) {
         match self.slot.get(py, |c| c.on_error.as_ref()) {
             Some(cb) => {
-                if let Err(e) = cb.bind(py).call1((exc,)) {
+                if let Err(e) = self.slot.call(py, &cb, exc) {
                     log_callback_error(py, "on_error", e);
                 }
             }
@@ -67,7 +91,7 @@ impl PyHandler {
     fn deliver(&self, py: Python<'_>, cb: &Py<PyAny>, message: &Message) {
         match hooks::message_to_py(py, message) {
             Ok(v) => {
-                if let Err(e) = cb.bind(py).call1((v,)) {
+                if let Err(e) = self.slot.call(py, cb, v) {
                     log_callback_error(py, "on_result", e);
                 }
             }
@@ -108,7 +132,8 @@ impl RealtimeHandler for PyHandler {
     fn on_state(&self, state: ConnectionState) {
         crate::attach(|py| {
             if let Some(cb) = self.slot.get(py, |c| c.on_state.as_ref()) {
-                if let Err(e) = cb.bind(py).call1((state.as_str(),)) {
+                let name = pyo3::types::PyString::intern(py, state.as_str()).into_any();
+                if let Err(e) = self.slot.call(py, &cb, name) {
                     log_callback_error(py, "on_state", e);
                 }
             }
@@ -116,19 +141,26 @@ impl RealtimeHandler for PyHandler {
     }
 }
 
+/// The handler of a `connect()` call made now, on this thread (its
+/// `contextvars` context is the one the callbacks run in).
 pub fn handler(
+    py: Python<'_>,
     on_result: Py<PyAny>,
     on_error: Option<Py<PyAny>>,
     on_state: Option<Py<PyAny>>,
-) -> (Arc<Slot>, PyHandler) {
+) -> PyResult<(Arc<Slot>, PyHandler)> {
+    let context = py
+        .import(intern!(py, "contextvars"))?
+        .call_method0(intern!(py, "copy_context"))?;
     let slot = Arc::new(Slot {
         cbs: Mutex::new(Callbacks {
             on_result: Some(on_result),
             on_error,
             on_state,
+            context: Some(context.unbind()),
         }),
     });
-    (slot.clone(), PyHandler { slot })
+    Ok((slot.clone(), PyHandler { slot }))
 }
 
 /// A callback-style realtime connection, from `connect()`.
@@ -226,6 +258,7 @@ impl CallbackConnection {
             visit.call(&g.on_result)?;
             visit.call(&g.on_error)?;
             visit.call(&g.on_state)?;
+            visit.call(&g.context)?;
         }
         visit.call(&self.encode)?;
         Ok(())

@@ -232,7 +232,7 @@ impl Client {
         .realtime(None);
         let rt = sync::new_runtime()?;
         let client = &self.inner;
-        let session = util::block_on(py, &rt, client.connect(app, opts), None)?
+        let session = util::block_on_waiting(py, &rt, client.connect(app, opts), None)?
             .expect("no deadline")
             .map_err(|e| errors::to_py(py, &e))?;
         Ok(RealtimeConnection {
@@ -264,7 +264,7 @@ impl Client {
         .ws(None);
         let rt = sync::new_runtime()?;
         let client = &self.inner;
-        let ws = util::block_on(py, &rt, client.ws_connect(app, opts), None)?
+        let ws = util::block_on_waiting(py, &rt, client.ws_connect(app, opts), None)?
             .expect("no deadline")
             .map_err(|e| errors::to_py(py, &e))?;
         Ok(WsConnection {
@@ -385,7 +385,7 @@ impl Client {
         opts.connection_key = connection_key;
         opts.client_only = client_only;
         opts.throttle_interval = util::seconds("throttle_interval", throttle_interval.unwrap_or(0.0))?;
-        let (slot, handler) = callback::handler(on_result, on_error, on_state);
+        let (slot, handler) = callback::handler(py, on_result, on_error, on_state)?;
         let conn = self
             .inner
             .realtime_dyn(app, opts, Arc::new(handler))

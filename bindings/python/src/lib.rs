@@ -22,7 +22,9 @@ mod util;
 /// waits for the GIL during finalization is killed mid-Rust-frame.
 static PY_ALIVE: AtomicBool = AtomicBool::new(true);
 
-/// Library threads inside [`attach`] right now.
+/// Library threads inside [`attach`] right now. With `PY_ALIVE`, a
+/// store-then-load handshake between two threads (`_interpreter_exiting`
+/// and `attach`): both sides use `SeqCst`, so at least one sees the other.
 static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
 
 /// Run `f` with the GIL from a library thread, unless the interpreter is exiting.
@@ -33,14 +35,14 @@ static IN_PYTHON: AtomicUsize = AtomicUsize::new(0);
 /// per delivered batch), and `threading.local` values set in one callback
 /// would be gone by the next.
 pub(crate) fn attach<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> Option<R> {
-    IN_PYTHON.fetch_add(1, Ordering::AcqRel);
-    let out = if PY_ALIVE.load(Ordering::Acquire) {
+    IN_PYTHON.fetch_add(1, Ordering::SeqCst);
+    let out = if PY_ALIVE.load(Ordering::SeqCst) {
         keep_thread_state();
         Python::try_attach(f)
     } else {
         None
     };
-    IN_PYTHON.fetch_sub(1, Ordering::AcqRel);
+    IN_PYTHON.fetch_sub(1, Ordering::SeqCst);
     out
 }
 
@@ -57,46 +59,47 @@ impl Drop for KeptThreadState {
     /// exiting (finalization frees every thread state itself, and a thread
     /// that takes the GIL then is killed).
     fn drop(&mut self) {
-        IN_PYTHON.fetch_add(1, Ordering::AcqRel);
+        IN_PYTHON.fetch_add(1, Ordering::SeqCst);
         // SAFETY: `tstate` is this thread's state, saved by `keep_thread_state`
         // and not used since; the interpreter still runs (checked), and
         // `_interpreter_exiting` waits while `IN_PYTHON` counts this thread.
-        if PY_ALIVE.load(Ordering::Acquire) && unsafe { pyo3::ffi::Py_IsInitialized() } != 0 {
+        if PY_ALIVE.load(Ordering::SeqCst) && unsafe { pyo3::ffi::Py_IsInitialized() } != 0 {
             unsafe {
                 pyo3::ffi::PyEval_RestoreThread(self.tstate);
                 pyo3::ffi::PyGILState_Release(self.gstate);
             }
         }
-        IN_PYTHON.fetch_sub(1, Ordering::AcqRel);
+        IN_PYTHON.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 thread_local! {
-    /// Set on the first [`attach`] of a thread: the thread state it keeps, or
-    /// `None` on a thread that already had one (a Python thread: not ours).
-    static KEPT: std::cell::OnceCell<Option<KeptThreadState>> = const { std::cell::OnceCell::new() };
+    /// The thread state this library thread made and keeps, once it has one.
+    static KEPT: std::cell::OnceCell<KeptThreadState> = const { std::cell::OnceCell::new() };
 }
 
-/// On the first call from a thread without a Python thread state, make one
-/// and keep it (see [`attach`]). Call only while `PY_ALIVE` and counted in
+/// On a call from a thread without a Python thread state, make one and keep
+/// it (see [`attach`]). A thread that has one already (a Python thread, or a
+/// library thread inside a temporary `Python::attach`) is left alone, and
+/// asked again next time. Call only while `PY_ALIVE` and counted in
 /// `IN_PYTHON`.
 fn keep_thread_state() {
     let _ = KEPT.try_with(|k| {
-        k.get_or_init(|| {
-            // SAFETY: the interpreter runs (checked, and `PY_ALIVE` holds it off
-            // finalization); a thread without a thread state does not hold
-            // the GIL, so the GIL taken by `PyGILState_Ensure` is the one
-            // `PyEval_SaveThread` releases.
-            unsafe {
-                if pyo3::ffi::Py_IsInitialized() == 0 || !pyo3::ffi::PyGILState_GetThisThreadState().is_null()
-                {
-                    return None;
-                }
-                let gstate = pyo3::ffi::PyGILState_Ensure();
-                let tstate = pyo3::ffi::PyEval_SaveThread();
-                Some(KeptThreadState { gstate, tstate })
+        if k.get().is_some() {
+            return;
+        }
+        // SAFETY: the interpreter runs (checked, and `PY_ALIVE` holds it off
+        // finalization); a thread without a thread state does not hold the
+        // GIL, so the GIL taken by `PyGILState_Ensure` is the one
+        // `PyEval_SaveThread` releases.
+        unsafe {
+            if pyo3::ffi::Py_IsInitialized() == 0 || !pyo3::ffi::PyGILState_GetThisThreadState().is_null() {
+                return;
             }
-        });
+            let gstate = pyo3::ffi::PyGILState_Ensure();
+            let tstate = pyo3::ffi::PyEval_SaveThread();
+            let _ = k.set(KeptThreadState { gstate, tstate });
+        }
     });
 }
 
@@ -107,10 +110,10 @@ fn keep_thread_state() {
 /// would kill it in the middle of Rust frames.
 #[pyfunction]
 fn _interpreter_exiting(py: Python<'_>) {
-    PY_ALIVE.store(false, Ordering::Release);
+    PY_ALIVE.store(false, Ordering::SeqCst);
     py.detach(|| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-        while IN_PYTHON.load(Ordering::Acquire) > 0 && std::time::Instant::now() < deadline {
+        while IN_PYTHON.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     });
@@ -141,7 +144,7 @@ struct GatedLogger(std::sync::OnceLock<pyo3_log::Logger>);
 
 impl GatedLogger {
     fn passes(metadata: &log::Metadata<'_>) -> bool {
-        PY_ALIVE.load(Ordering::Acquire) && metadata.level() <= level_for(metadata.target())
+        PY_ALIVE.load(Ordering::SeqCst) && metadata.level() <= level_for(metadata.target())
     }
 
     /// The bridge, made now if needed. Never waits for another thread
@@ -183,7 +186,9 @@ impl log::Log for GatedLogger {
     fn log(&self, record: &log::Record<'_>) {
         if Self::passes(record.metadata()) {
             if let Some(l) = self.bridge(record.level()) {
-                l.log(record);
+                // Through `attach`: counted for the exit handshake, and on a
+                // library thread with the state it keeps.
+                attach(|_| l.log(record));
             }
         }
     }

@@ -17,7 +17,8 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 /// The future is polled on the caller's thread: with a current-thread runtime
 /// the caller drives the socket itself, with no thread hop. It is polled once
 /// first without `block_on` and its signal-check timer: a send to a writable
-/// socket, or a recv of a frame read with an earlier one, completes there.
+/// socket completes there (see [`block_on_waiting`] for futures that seldom
+/// would).
 pub fn block_on<F>(
     py: Python<'_>,
     rt: &Runtime,
@@ -31,8 +32,8 @@ where
     block_on_inner(py, rt, fut, deadline, true)
 }
 
-/// [`block_on`] without the first poll: for a future that is rarely ready
-/// at once (a recv whose read-ahead was empty).
+/// [`block_on`] without the first poll: for a future that is seldom ready at
+/// once (a recv whose read-ahead was empty, an open).
 pub fn block_on_waiting<F>(
     py: Python<'_>,
     rt: &Runtime,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import queue
 import threading
@@ -137,6 +138,44 @@ def test_a_library_thread_keeps_its_python_thread_state(client: Client) -> None:
         per_thread.setdefault(ident, []).append(n)
     for counts in per_thread.values():
         assert counts == list(range(1, len(counts) + 1))
+
+
+def test_callbacks_run_in_a_copy_of_the_connect_context(client: Client) -> None:
+    # As `loop.call_soon` does: each callback runs in a copy of the context of
+    # the `connect()` call. A value set before `connect()` is seen; a value a
+    # callback sets is seen neither by the next callback nor by another
+    # connection's callbacks on the same library thread.
+    var: "contextvars.ContextVar[str]" = contextvars.ContextVar("var", default="unset")
+    seen_a: List[str] = []
+    seen_b: List[str] = []
+    done_a, done_b = threading.Event(), threading.Event()
+
+    def on_a(r: Any) -> None:
+        seen_a.append(var.get())
+        var.set("set in a callback of a")
+        if r["i"] < 9:
+            conn_a.send({"i": r["i"] + 1})
+        else:
+            done_a.set()
+
+    def on_b(r: Any) -> None:
+        seen_b.append(var.get())
+        var.set("set in a callback of b")
+        if r["i"] < 9:
+            conn_b.send({"i": r["i"] + 1})
+        else:
+            done_b.set()
+
+    token = var.set("a at connect")
+    conn_a = client.connect("owner/echo", on_result=on_a, throttle_interval=0)
+    var.reset(token)
+    conn_b = client.connect("owner/echo", on_result=on_b, throttle_interval=0)
+    with conn_a, conn_b:
+        conn_a.send({"i": 0})
+        conn_b.send({"i": 0})
+        assert done_a.wait(10) and done_b.wait(10)
+    assert seen_a == ["a at connect"] * 10
+    assert seen_b == ["unset"] * 10
 
 
 def test_throttle_delivers_latest_of_a_burst(client: Client) -> None:

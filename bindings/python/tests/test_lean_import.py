@@ -60,3 +60,16 @@ def test_logging_configured_late_gets_the_records(emu: Emulator) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "fal_realtime.open DEBUG opening ws://" in out.stdout, out.stdout + out.stderr
+
+
+def test_type_hints_resolve_with_the_typing_names() -> None:
+    # What the README says `typing.get_type_hints` needs (`typing` is not
+    # imported by the package at run time).
+    import typing
+
+    import fal_realtime
+
+    assert fal_realtime.TokenProvider is not None
+    hints = typing.get_type_hints(fal_realtime.Client.realtime, localns=vars(typing))
+    assert hints["use_jwt"] is bool
+    assert typing.get_type_hints(fal_realtime.ExtType) == {"code": int, "data": bytes}

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 else:
     ExtType = collections.namedtuple("ExtType", ["code", "data"])
+    # As `typing.NamedTuple` would set them (`typing.get_type_hints` works).
+    ExtType.__annotations__ = {"code": "int", "data": "bytes"}
 ExtType.__doc__ = """A msgpack extension value: ``code`` (-128..127) and raw ``data``.
 
 Decoded results carry one where the server sent an ext value; pass one to
