@@ -6,7 +6,7 @@ use crate::errors;
 use crate::halves::{Halves, Rx, Tx};
 use crate::hooks::{DecodeHook, PyTokenProvider};
 use crate::sync::{self, RealtimeConnection, SyncCore, WsConnection};
-use crate::util;
+use crate::util::{self, First};
 use fal_realtime::{
     ClientConfig, Credentials, RealtimeOptions, RealtimeSession, WsConnection as CoreWs, WsOptions,
 };
@@ -232,7 +232,7 @@ impl Client {
         .realtime(None);
         let rt = sync::new_runtime()?;
         let client = &self.inner;
-        let session = util::block_on_waiting(py, &rt, client.connect(app, opts), None)?
+        let session = util::block_on(py, &rt, client.connect(app, opts), None, First::Wait)?
             .expect("no deadline")
             .map_err(|e| errors::to_py(py, &e))?;
         Ok(RealtimeConnection {
@@ -264,7 +264,7 @@ impl Client {
         .ws(None);
         let rt = sync::new_runtime()?;
         let client = &self.inner;
-        let ws = util::block_on_waiting(py, &rt, client.ws_connect(app, opts), None)?
+        let ws = util::block_on(py, &rt, client.ws_connect(app, opts), None, First::Wait)?
             .expect("no deadline")
             .map_err(|e| errors::to_py(py, &e))?;
         Ok(WsConnection {

@@ -9,7 +9,7 @@ use crate::errors;
 use crate::halves::{Halves, Item};
 use crate::hooks;
 use crate::stats::PyStats;
-use crate::util;
+use crate::util::{self, First};
 use fal_realtime::{ErrorKind, Frame};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,7 +50,7 @@ impl SyncCore {
             return Err(errors::closed_by_caller());
         }
         let halves = &self.halves;
-        match util::block_on(py, self.rt(), halves.send(frame), None)? {
+        match util::block_on(py, self.rt(), halves.send(frame), None, First::Poll)? {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => Err(errors::to_py(py, &e)),
             None => unreachable!("no deadline"),
@@ -67,7 +67,7 @@ impl SyncCore {
         // Read ahead by an earlier recv: no runtime entry, no GIL hand-off.
         let got = match halves.take_ready() {
             Some(x) => Some(x),
-            None => util::block_on_waiting(py, self.rt(), halves.recv(), deadline)?,
+            None => util::block_on(py, self.rt(), halves.recv(), deadline, First::Wait)?,
         };
         match got {
             None => Err(errors::of_kind(
@@ -101,7 +101,7 @@ impl SyncCore {
             return Ok(());
         }
         let halves = &self.halves;
-        match util::block_on(py, self.rt(), halves.close(code, reason), None)? {
+        match util::block_on(py, self.rt(), halves.close(code, reason), None, First::Poll)? {
             Some(Ok(())) | None => Ok(()),
             Some(Err(e)) if e.kind() == ErrorKind::InvalidArgument => {
                 // Nothing was sent: the connection stays open.

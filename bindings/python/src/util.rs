@@ -10,54 +10,37 @@ use tokio::time::Instant;
 /// How often a blocking wait wakes up to let Python run signal handlers (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
+/// How [`block_on`] starts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum First {
+    /// Poll once without blocking first: for a future often ready at once (a send).
+    Poll,
+    /// Block at once: for a future seldom ready at once (a recv whose
+    /// read-ahead was empty, an open), where the extra poll costs more than
+    /// it saves.
+    Wait,
+}
+
 /// Run `fut` on `rt` from the calling thread with the GIL released, waking up
 /// every [`SIGNAL_CHECK`] to run Python's signal handlers (so Ctrl-C raises
 /// `KeyboardInterrupt`). Returns `Ok(None)` when `deadline` passes first.
 ///
 /// The future is polled on the caller's thread: with a current-thread runtime
-/// the caller drives the socket itself, with no thread hop. It is polled once
-/// first without `block_on` and its signal-check timer: a send to a writable
-/// socket completes there (see [`block_on_waiting`] for futures that seldom
-/// would).
+/// the caller drives the socket itself, with no thread hop. With
+/// [`First::Poll`] it is polled once first without `block_on` and its
+/// signal-check timer: a send to a writable socket completes there.
 pub fn block_on<F>(
     py: Python<'_>,
     rt: &Runtime,
     fut: F,
     deadline: Option<Instant>,
+    first: First,
 ) -> PyResult<Option<F::Output>>
 where
     F: Future + Send,
     F::Output: Send,
 {
-    block_on_inner(py, rt, fut, deadline, true)
-}
-
-/// [`block_on`] without the first poll: for a future that is seldom ready at
-/// once (a recv whose read-ahead was empty, an open).
-pub fn block_on_waiting<F>(
-    py: Python<'_>,
-    rt: &Runtime,
-    fut: F,
-    deadline: Option<Instant>,
-) -> PyResult<Option<F::Output>>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
-    block_on_inner(py, rt, fut, deadline, false)
-}
-
-fn block_on_inner<F>(
-    py: Python<'_>,
-    rt: &Runtime,
-    fut: F,
-    deadline: Option<Instant>,
-    mut first: bool,
-) -> PyResult<Option<F::Output>>
-where
-    F: Future + Send,
-    F::Output: Send,
-{
+    let mut first = first == First::Poll;
     let mut fut = std::pin::pin!(fut);
     loop {
         let now = Instant::now();

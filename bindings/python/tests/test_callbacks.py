@@ -25,6 +25,14 @@ def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
+def relay(conn: Callable[[], Any], last: int, done: threading.Event, r: Any) -> None:
+    """From inside a callback: send the next input of a chain, or end it."""
+    if r["i"] < last:
+        conn().send({"i": r["i"] + 1})
+    else:
+        done.set()
+
+
 def test_results_errors_and_states(client: Client) -> None:
     results: "queue.Queue[Any]" = queue.Queue()
     states: List[str] = []
@@ -123,10 +131,7 @@ def test_a_library_thread_keeps_its_python_thread_state(client: Client) -> None:
     def on_result(r: Any) -> None:
         local.n = getattr(local, "n", 0) + 1
         seen.append((threading.get_ident(), local.n))
-        if r["i"] < 19:
-            conn.send({"i": r["i"] + 1})
-        else:
-            done.set()
+        relay(lambda: conn, 19, done, r)
 
     conn = client.connect("owner/echo", on_result=on_result, throttle_interval=0)
     with conn:
@@ -149,27 +154,20 @@ def test_callbacks_run_in_a_copy_of_the_connect_context(client: Client) -> None:
     seen_a: List[str] = []
     seen_b: List[str] = []
     done_a, done_b = threading.Event(), threading.Event()
+    conns: dict = {}
 
-    def on_a(r: Any) -> None:
-        seen_a.append(var.get())
-        var.set("set in a callback of a")
-        if r["i"] < 9:
-            conn_a.send({"i": r["i"] + 1})
-        else:
-            done_a.set()
+    def callback(name: str, seen: List[str], done: threading.Event) -> Callable[[Any], None]:
+        def on_result(r: Any) -> None:
+            seen.append(var.get())
+            var.set(f"set in a callback of {name}")
+            relay(lambda: conns[name], 9, done, r)
 
-    def on_b(r: Any) -> None:
-        seen_b.append(var.get())
-        var.set("set in a callback of b")
-        if r["i"] < 9:
-            conn_b.send({"i": r["i"] + 1})
-        else:
-            done_b.set()
+        return on_result
 
     token = var.set("a at connect")
-    conn_a = client.connect("owner/echo", on_result=on_a, throttle_interval=0)
+    conn_a = conns["a"] = client.connect("owner/echo", on_result=callback("a", seen_a, done_a), throttle_interval=0)
     var.reset(token)
-    conn_b = client.connect("owner/echo", on_result=on_b, throttle_interval=0)
+    conn_b = conns["b"] = client.connect("owner/echo", on_result=callback("b", seen_b, done_b), throttle_interval=0)
     with conn_a, conn_b:
         conn_a.send({"i": 0})
         conn_b.send({"i": 0})
