@@ -158,13 +158,8 @@ impl GatedLogger {
             if level > log::Level::Warn && !logging_loaded(py) {
                 return None;
             }
-            pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers)
-                .ok()
-                .map(|l| {
-                    l.filter(log::LevelFilter::Warn)
-                        .filter_target("fal_realtime".to_string(), log::LevelFilter::Debug)
-                        .filter_target("fal_realtime_python".to_string(), log::LevelFilter::Debug)
-                })
+            // No filters of its own: `passes` applied `level_for` already.
+            pyo3_log::Logger::new(py, pyo3_log::Caching::Loggers).ok()
         })??;
         let _ = self.0.set(made);
         self.0.get()

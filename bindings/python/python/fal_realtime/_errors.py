@@ -110,19 +110,29 @@ class HTTPResponse:
     def json(self) -> Any:
         """The body parsed as JSON (raises ``ValueError`` when it is not JSON)."""
         import json
+
         return json.loads(self.text)
 
     def __repr__(self) -> str:
         return f"<HTTPResponse [{self.status_code}]>"
 
 
-def _error_type(body: Optional[str]) -> Optional[str]:
+def _json_object(body: Optional[str]) -> Optional[Dict[str, Any]]:
+    """An error body parsed as a JSON object; ``None`` when it is none."""
+    if not body:
+        return None
+    import json
+
     try:
-        import json
-        parsed = json.loads(body) if body else None
+        parsed = json.loads(body)
     except ValueError:
         return None
-    value = parsed.get("error_type") if isinstance(parsed, dict) else None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _error_type(body: Optional[str]) -> Optional[str]:
+    parsed = _json_object(body)
+    value = parsed.get("error_type") if parsed is not None else None
     return value if isinstance(value, str) else None
 
 
@@ -330,15 +340,7 @@ def _from_core(
 ) -> FalRealtimeError:
     """Build the exception for an error of the Rust core (called by the extension)."""
     if kind == "server":
-        payload: Dict[str, Any] = {}
-        if body:
-            try:
-                import json
-                parsed = json.loads(body)
-                if isinstance(parsed, dict):
-                    payload = parsed
-            except ValueError:
-                pass
+        payload: Dict[str, Any] = _json_object(body) or {}
         error = payload.get("error")
         reason = payload.get("reason")
         if not isinstance(error, str):
