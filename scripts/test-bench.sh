@@ -5,6 +5,9 @@
 # wss, and checks that every client printed a complete JSON result. Builds in
 # the dev profile (reusing the test build); no third-party installs. The full
 # measurement is `bench/run` (see bench/README.md) and stays out of CI.
+# Then `bench/cost --smoke`: the per-round-trip counts (callgrind, strace,
+# perf) of two Rust clients over a few round trips, checking the tool works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec python3 bench/run --smoke "$@"
+python3 bench/run --smoke "$@"
+python3 bench/cost --smoke

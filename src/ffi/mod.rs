@@ -382,10 +382,7 @@ impl PullWait {
     ) -> Result<F::Output, impl std::future::Future<Output = Option<Option<F::Output>>> + 'a> {
         use std::sync::atomic::Ordering;
         if !self.pending.load(Ordering::Acquire) {
-            let _in = rt.enter();
-            let mut fut = std::pin::pin!(next());
-            let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-            if let std::task::Poll::Ready(item) = fut.as_mut().poll(&mut cx) {
+            if let std::task::Poll::Ready(item) = poll_now(rt, std::pin::pin!(next())) {
                 return Ok(item);
             }
         }
@@ -395,6 +392,32 @@ impl PullWait {
         self.pending.store(false, Ordering::Release);
         Err(interruptible(&self.interrupt, with_limit(limit, next())))
     }
+}
+
+/// `fut` polled once on this thread, inside `rt`, with a no-op waker: what a
+/// call that can finish at once (a send into a writable socket, a frame read
+/// already) needs, without `block_on`'s park and unpark. When it is pending,
+/// the same pinned future goes on in `block_on`, whose first poll gives it a
+/// real waker (tokio's sockets, locks and timers keep the latest waker).
+pub(crate) fn poll_now<F: std::future::Future>(
+    rt: &tokio::runtime::Handle,
+    fut: std::pin::Pin<&mut F>,
+) -> std::task::Poll<F::Output> {
+    let _in = rt.enter();
+    fut.poll(&mut std::task::Context::from_waker(
+        futures_util::task::noop_waker_ref(),
+    ))
+}
+
+/// [`block_on`] for a call that usually finishes at once (a send): polled
+/// once without it first ([`poll_now`]).
+pub(crate) fn block_on_soon<F: std::future::Future>(fut: F) -> FfiResult<F::Output> {
+    check_can_block()?;
+    let mut fut = std::pin::pin!(fut);
+    if let std::task::Poll::Ready(out) = poll_now(&crate::runtime::handle(), fut.as_mut()) {
+        return Ok(out);
+    }
+    block_on(fut)
 }
 
 /// The panic boundary for calls that return a value instead of a code.

@@ -153,6 +153,18 @@ impl fal_rt_session {
         Ok(self.runtime()?.block_on(fut))
     }
 
+    /// [`Self::block_on`] for a call that usually finishes at once (a send):
+    /// polled once on this thread first, without `block_on` (`poll_now`).
+    fn block_on_soon<F: std::future::Future>(&self, fut: F) -> FfiResult<F::Output> {
+        check_can_block()?;
+        let rt = self.runtime()?;
+        let mut fut = std::pin::pin!(fut);
+        match poll_now(rt.handle(), fut.as_mut()) {
+            std::task::Poll::Ready(out) => Ok(out),
+            std::task::Poll::Pending => Ok(rt.block_on(fut)),
+        }
+    }
+
     fn runtime(&self) -> FfiResult<Arc<tokio::runtime::Runtime>> {
         let rt = self.rt.lock().unwrap_or_else(|p| p.into_inner()).clone();
         rt.ok_or_else(|| Failure::new(FAL_RT_NOT_CONNECTED, "the session was freed"))
@@ -183,7 +195,7 @@ impl fal_rt_session {
 unsafe fn session_send(s: *const fal_rt_session, bytes: FfiResult<Bytes>) -> FfiResult {
     let s = live(s, "session")?;
     let bytes = bytes?;
-    s.block_on(async { s.tx.lock().await.send_msgpack(bytes).await })??;
+    s.block_on_soon(async { s.tx.lock().await.send_msgpack(bytes).await })??;
     Ok(())
 }
 

@@ -290,7 +290,7 @@ unsafe fn ws_send(ws: *const fal_rt_ws, frame: FfiResult<Frame>) -> FfiResult {
     let w = live(ws, "ws")?;
     let frame = frame?;
     if can_block() {
-        block_on(async { w.tx.lock().await.send(frame).await })??;
+        block_on_soon(async { w.tx.lock().await.send(frame).await })??;
     } else {
         w.queue
             .send(WsCmd::Send(frame))

@@ -762,6 +762,76 @@ static void test_session_threads(void) {
     fal_rt_client_free(client);
 }
 
+/* Sends that cannot be written at once (the server paused, the socket
+ * buffers full) wait and are all delivered: a send's first try is a poll
+ * without block_on, and when it is pending the same send goes on in
+ * block_on. 48 inputs of 1 MiB exceed what loopback buffers hold while the
+ * server reads nothing (here: 4 MiB to send, up to 32 MiB to receive); a
+ * receiver thread drains the results. */
+#define BIG_N 48
+#define BIG_LEN (1024 * 1024)
+static uint8_t *big_input(size_t *len) {
+    /* {"data": <bin32 of BIG_LEN bytes>} */
+    const uint8_t head[] = {0x81, 0xa4, 'd', 'a', 't', 'a', 0xc6,
+                            (BIG_LEN >> 24) & 0xff, (BIG_LEN >> 16) & 0xff, (BIG_LEN >> 8) & 0xff, BIG_LEN & 0xff};
+    uint8_t *buf = malloc(sizeof head + BIG_LEN);
+    memcpy(buf, head, sizeof head);
+    memset(buf + sizeof head, 0x5a, BIG_LEN);
+    *len = sizeof head + BIG_LEN;
+    return buf;
+}
+
+static const uint8_t pause_cmd[] = {0x82, 0xa2, 'd', 'o', 0xa5, 'p', 'a', 'u', 's', 'e', 0xa2, 'm', 's', 0xcd, 0x01, 0x2c}; /* 300 ms */
+
+typedef struct {
+    fal_rt_ws *ws;
+    int got;
+} ws_recv_arg;
+
+static void *ws_receiver_thread(void *p) {
+    ws_recv_arg *a = (ws_recv_arg *)p;
+    while (a->got < BIG_N + 1) {
+        fal_rt_frame *f = NULL;
+        if (fal_rt_ws_recv(a->ws, WAIT_MS, &f, NULL) != FAL_RT_OK) break;
+        a->got++;
+        fal_rt_frame_free(f);
+    }
+    return NULL;
+}
+
+static void test_sends_wait_for_the_socket(void) {
+    fal_rt_client *client = emulator_client();
+    size_t len = 0;
+    uint8_t *input = big_input(&len);
+    /* The session. */
+    fal_rt_session *s = NULL;
+    CHECK_RC(fal_rt_session_connect(client, "demo/control", NULL, &s, NULL), FAL_RT_OK);
+    recv_arg ra = {s, 0};
+    pthread_t rt;
+    pthread_create(&rt, NULL, receiver_thread, &ra);
+    CHECK_RC(fal_rt_session_send(s, pause_cmd, sizeof pause_cmd, NULL), FAL_RT_OK);
+    for (int i = 0; i < BIG_N; i++) CHECK_RC(fal_rt_session_send(s, input, len, NULL), FAL_RT_OK);
+    for (int tries = 0; tries < WAIT_MS / 10 && ra.got < BIG_N + 1; tries++) sleep_ms(10);
+    CHECK(ra.got == BIG_N + 1);
+    CHECK_RC(fal_rt_session_close(s, NULL), FAL_RT_OK);
+    pthread_join(rt, NULL);
+    fal_rt_session_free(s);
+    /* A pull socket on the same endpoint. */
+    fal_rt_ws *ws = NULL;
+    fal_rt_connect_options o = no_throttle();
+    o.path = "/realtime";
+    CHECK_RC(fal_rt_ws_connect(client, "demo/control", &o, NULL, &ws, NULL), FAL_RT_OK);
+    ws_recv_arg wa = {ws, 0};
+    pthread_create(&rt, NULL, ws_receiver_thread, &wa);
+    CHECK_RC(fal_rt_ws_send_binary(ws, pause_cmd, sizeof pause_cmd, NULL), FAL_RT_OK);
+    for (int i = 0; i < BIG_N; i++) CHECK_RC(fal_rt_ws_send_binary(ws, input, len, NULL), FAL_RT_OK);
+    pthread_join(rt, NULL);
+    CHECK(wa.got == BIG_N + 1);
+    fal_rt_ws_free(ws);
+    free(input);
+    fal_rt_client_free(client);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Raw WebSockets                                                            */
 
@@ -1454,6 +1524,7 @@ int main(int argc, char **argv) {
         {"custom_codec_and_header_auth", test_custom_codec_and_header_auth},
         {"session_pull", test_session_pull},
         {"session_threads", test_session_threads},
+        {"sends_wait_for_the_socket", test_sends_wait_for_the_socket},
         {"ws_callbacks", test_ws_callbacks},
         {"ws_pull", test_ws_pull},
         {"free_then_use_inside_callback", test_free_then_use_inside_callback},
