@@ -359,6 +359,11 @@ pub(crate) struct PullWait {
     /// Set by [`PullWait::interrupt`] (after it notified), cleared by a
     /// `recv` before it waits: while set, `recv` skips its no-wait try.
     pending: std::sync::atomic::AtomicBool,
+    /// Whether the last `recv` found nothing at its first poll (it waited):
+    /// then the next one skips the no-wait try, which would find nothing
+    /// either in a request-reply loop, and polls in `block_on` at once. A
+    /// hint only: the try and `block_on`'s first poll are the same poll.
+    drained: std::sync::atomic::AtomicBool,
 }
 
 impl PullWait {
@@ -372,8 +377,9 @@ impl PullWait {
     /// one, the pipelined case): `next()` polled once on this thread, inside
     /// `rt`, without `block_on`, the interrupt's waiter or a timer. Else the
     /// wait to `block_on`: the item, `Some(None)` when `limit` expired, `None`
-    /// when interrupted. A pending interrupt skips the try and wins. `next`
-    /// must be cancel-safe (the tried future is dropped when pending).
+    /// when interrupted. A pending interrupt skips the try and wins, and so
+    /// does a last `recv` that had to wait (see `drained`). `next` must be
+    /// cancel-safe (the tried future is dropped when pending).
     pub(crate) fn recv<'a, F: std::future::Future + 'a>(
         &'a self,
         rt: &tokio::runtime::Handle,
@@ -381,7 +387,7 @@ impl PullWait {
         next: impl Fn() -> F,
     ) -> Result<F::Output, impl std::future::Future<Output = Option<Option<F::Output>>> + 'a> {
         use std::sync::atomic::Ordering;
-        if !self.pending.load(Ordering::Acquire) {
+        if !self.pending.load(Ordering::Acquire) && !self.drained.load(Ordering::Relaxed) {
             if let std::task::Poll::Ready(item) = poll_now(rt, std::pin::pin!(next())) {
                 return Ok(item);
             }
@@ -390,7 +396,21 @@ impl PullWait {
         // (`interrupt` sets the flag after notifying, so a flag cleared here
         // cannot hide a permit the wait would miss).
         self.pending.store(false, Ordering::Release);
-        Err(interruptible(&self.interrupt, with_limit(limit, next())))
+        let drained = &self.drained;
+        let wait = interruptible(&self.interrupt, with_limit(limit, next()));
+        Err(async move {
+            let mut wait = std::pin::pin!(wait);
+            let mut first = true;
+            std::future::poll_fn(|cx| {
+                let out = std::future::Future::poll(wait.as_mut(), cx);
+                if out.is_ready() {
+                    drained.store(!first, Ordering::Relaxed);
+                }
+                first = false;
+                out
+            })
+            .await
+        })
     }
 }
 

@@ -174,7 +174,9 @@ impl fal_rt_session {
     /// `Some(None)` when the limit expired. An item that is there already (a
     /// frame read with an earlier one, the pipelined case) is taken by
     /// polling once on this thread, without `block_on`, the interrupt's
-    /// waiter or the timeout's timer; a pending interrupt skips that and wins.
+    /// waiter or the timeout's timer; a pending interrupt skips that and
+    /// wins, and after a `recv` that had to wait it is skipped too (see
+    /// `PullWait`).
     fn recv(
         &self,
         limit: Option<Duration>,

@@ -739,7 +739,7 @@ static void *receiver_thread(void *p) {
         fal_rt_message *m = NULL;
         fal_rt_result rc = fal_rt_session_recv(a->s, WAIT_MS, &m, NULL);
         if (rc != FAL_RT_OK) break;
-        a->got++;
+        __atomic_fetch_add(&a->got, 1, __ATOMIC_RELEASE);
         fal_rt_message_free(m);
     }
     return NULL;
@@ -754,7 +754,7 @@ static void test_session_threads(void) {
     pthread_t rt;
     pthread_create(&rt, NULL, receiver_thread, &ra);
     for (int i = 0; i < 20; i++) CHECK_RC(fal_rt_session_send_json(s, "{\"n\":1}", NULL), FAL_RT_OK);
-    for (int tries = 0; tries < WAIT_MS / 10 && ra.got < 20; tries++) sleep_ms(10);
+    for (int tries = 0; tries < WAIT_MS / 10 && __atomic_load_n(&ra.got, __ATOMIC_ACQUIRE) < 20; tries++) sleep_ms(10);
     CHECK_RC(fal_rt_session_close(s, NULL), FAL_RT_OK); /* wakes the receiver with FAL_RT_END */
     pthread_join(rt, NULL);
     CHECK(ra.got == 20);
@@ -765,9 +765,10 @@ static void test_session_threads(void) {
 /* Sends that cannot be written at once (the server paused, the socket
  * buffers full) wait and are all delivered: a send's first try is a poll
  * without block_on, and when it is pending the same send goes on in
- * block_on. 48 inputs of 1 MiB exceed what loopback buffers hold while the
- * server reads nothing (here: 4 MiB to send, up to 32 MiB to receive); a
- * receiver thread drains the results. */
+ * block_on. The server reads nothing for 300 ms while 48 inputs of 1 MiB go
+ * out, more than loopback buffers hold (Linux's defaults: 4 MiB to send, 6
+ * MiB to receive); a receiver thread drains the results. How long the sends
+ * waited is printed, not checked (it depends on the buffer sizes). */
 #define BIG_N 48
 #define BIG_LEN (1024 * 1024)
 static uint8_t *big_input(size_t *len) {
@@ -775,6 +776,7 @@ static uint8_t *big_input(size_t *len) {
     const uint8_t head[] = {0x81, 0xa4, 'd', 'a', 't', 'a', 0xc6,
                             (BIG_LEN >> 24) & 0xff, (BIG_LEN >> 16) & 0xff, (BIG_LEN >> 8) & 0xff, BIG_LEN & 0xff};
     uint8_t *buf = malloc(sizeof head + BIG_LEN);
+    if (!buf) return NULL;
     memcpy(buf, head, sizeof head);
     memset(buf + sizeof head, 0x5a, BIG_LEN);
     *len = sizeof head + BIG_LEN;
@@ -790,44 +792,68 @@ typedef struct {
 
 static void *ws_receiver_thread(void *p) {
     ws_recv_arg *a = (ws_recv_arg *)p;
-    while (a->got < BIG_N + 1) {
+    while (__atomic_load_n(&a->got, __ATOMIC_ACQUIRE) < BIG_N + 1) {
         fal_rt_frame *f = NULL;
         if (fal_rt_ws_recv(a->ws, WAIT_MS, &f, NULL) != FAL_RT_OK) break;
-        a->got++;
+        __atomic_fetch_add(&a->got, 1, __ATOMIC_RELEASE);
         fal_rt_frame_free(f);
     }
     return NULL;
+}
+
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
 }
 
 static void test_sends_wait_for_the_socket(void) {
     fal_rt_client *client = emulator_client();
     size_t len = 0;
     uint8_t *input = big_input(&len);
-    /* The session. */
+    CHECK(input != NULL);
+    if (!input) return;
+    /* The session. Every check comes after the receiver was joined. */
     fal_rt_session *s = NULL;
     CHECK_RC(fal_rt_session_connect(client, "demo/control", NULL, &s, NULL), FAL_RT_OK);
     recv_arg ra = {s, 0};
     pthread_t rt;
-    pthread_create(&rt, NULL, receiver_thread, &ra);
-    CHECK_RC(fal_rt_session_send(s, pause_cmd, sizeof pause_cmd, NULL), FAL_RT_OK);
-    for (int i = 0; i < BIG_N; i++) CHECK_RC(fal_rt_session_send(s, input, len, NULL), FAL_RT_OK);
-    for (int tries = 0; tries < WAIT_MS / 10 && ra.got < BIG_N + 1; tries++) sleep_ms(10);
-    CHECK(ra.got == BIG_N + 1);
-    CHECK_RC(fal_rt_session_close(s, NULL), FAL_RT_OK);
+    CHECK(pthread_create(&rt, NULL, receiver_thread, &ra) == 0);
+    fal_rt_result first = fal_rt_session_send(s, pause_cmd, sizeof pause_cmd, NULL), rc = FAL_RT_OK;
+    double t0 = now_ms();
+    for (int i = 0; i < BIG_N && rc == FAL_RT_OK; i++) rc = fal_rt_session_send(s, input, len, NULL);
+    double waited = now_ms() - t0;
+    for (int tries = 0; tries < WAIT_MS / 10 && __atomic_load_n(&ra.got, __ATOMIC_ACQUIRE) < BIG_N + 1; tries++)
+        sleep_ms(10);
+    fal_rt_result closed = fal_rt_session_close(s, NULL); /* wakes the receiver with FAL_RT_END */
     pthread_join(rt, NULL);
+    printf("# session: %d MiB of sends took %.0f ms\n", BIG_N, waited);
+    CHECK_RC(first, FAL_RT_OK);
+    CHECK_RC(rc, FAL_RT_OK);
+    CHECK_RC(closed, FAL_RT_OK);
+    CHECK(ra.got == BIG_N + 1);
     fal_rt_session_free(s);
     /* A pull socket on the same endpoint. */
     fal_rt_ws *ws = NULL;
     fal_rt_connect_options o = no_throttle();
     o.path = "/realtime";
-    CHECK_RC(fal_rt_ws_connect(client, "demo/control", &o, NULL, &ws, NULL), FAL_RT_OK);
-    ws_recv_arg wa = {ws, 0};
-    pthread_create(&rt, NULL, ws_receiver_thread, &wa);
-    CHECK_RC(fal_rt_ws_send_binary(ws, pause_cmd, sizeof pause_cmd, NULL), FAL_RT_OK);
-    for (int i = 0; i < BIG_N; i++) CHECK_RC(fal_rt_ws_send_binary(ws, input, len, NULL), FAL_RT_OK);
-    pthread_join(rt, NULL);
-    CHECK(wa.got == BIG_N + 1);
-    fal_rt_ws_free(ws);
+    rc = fal_rt_ws_connect(client, "demo/control", &o, NULL, &ws, NULL);
+    CHECK_RC(rc, FAL_RT_OK);
+    if (rc == FAL_RT_OK) {
+        ws_recv_arg wa = {ws, 0};
+        CHECK(pthread_create(&rt, NULL, ws_receiver_thread, &wa) == 0);
+        first = fal_rt_ws_send_binary(ws, pause_cmd, sizeof pause_cmd, NULL);
+        t0 = now_ms();
+        for (int i = 0; i < BIG_N && rc == FAL_RT_OK; i++) rc = fal_rt_ws_send_binary(ws, input, len, NULL);
+        waited = now_ms() - t0;
+        if (first != FAL_RT_OK || rc != FAL_RT_OK) fal_rt_ws_close(ws, NULL); /* ends the receiver */
+        pthread_join(rt, NULL);
+        printf("# ws: %d MiB of sends took %.0f ms\n", BIG_N, waited);
+        CHECK_RC(first, FAL_RT_OK);
+        CHECK_RC(rc, FAL_RT_OK);
+        CHECK(wa.got == BIG_N + 1);
+        fal_rt_ws_free(ws);
+    }
     free(input);
     fal_rt_client_free(client);
 }

@@ -163,10 +163,14 @@ impl Halves {
         self.tx.lock().await.send(f).await
     }
 
-    /// The next item: one read ahead, else the next from the socket, after
-    /// which every item already readable is read ahead (polled once each with
-    /// this task's waker: the read a following `recv` would make anyway).
-    /// Cancel-safe, as `Rx::recv`.
+    /// The next item: one read ahead, else the next from the socket. When
+    /// that one was there at the first poll (more may be: the pipelined
+    /// case), every item already readable is then read ahead (polled once
+    /// each with this task's waker: the read a following `recv` would make
+    /// anyway); when it had to be waited for (a request-reply loop), the
+    /// socket has nothing more and the read-ahead, which would find nothing
+    /// and still zero-fill a read buffer, is skipped. Cancel-safe, as
+    /// `Rx::recv`.
     pub async fn recv(&self) -> Option<Result<Item>> {
         if let Some(x) = self.take_ready() {
             return x;
@@ -176,8 +180,17 @@ impl Halves {
         if let Some(x) = self.take_ready() {
             return x;
         }
-        let first = rx.recv().await;
-        if matches!(first, Some(Ok(_))) {
+        let (first, at_once) = {
+            let mut polls = 0u32;
+            let mut next = std::pin::pin!(rx.recv());
+            let out = std::future::poll_fn(|cx| {
+                polls += 1;
+                next.as_mut().poll(cx)
+            })
+            .await;
+            (out, polls == 1)
+        };
+        if at_once && matches!(first, Some(Ok(_))) {
             self.fill_ahead(&mut rx).await;
         }
         first
