@@ -377,9 +377,9 @@ impl PullWait {
     /// one, the pipelined case): `next()` polled once on this thread, inside
     /// `rt`, without `block_on`, the interrupt's waiter or a timer. Else the
     /// wait to `block_on`: the item, `Some(None)` when `limit` expired, `None`
-    /// when interrupted. A pending interrupt skips the try and wins, and so
-    /// does a last `recv` that had to wait (see `drained`). `next` must be
-    /// cancel-safe (the tried future is dropped when pending).
+    /// when interrupted. A pending interrupt skips the try and wins; a last
+    /// `recv` that had to wait also skips the try (see `drained`). `next`
+    /// must be cancel-safe (the tried future is dropped when pending).
     pub(crate) fn recv<'a, F: std::future::Future + 'a>(
         &'a self,
         rt: &tokio::runtime::Handle,
