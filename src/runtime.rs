@@ -295,6 +295,34 @@ pub fn block_on<F: Future>(fut: F) -> Option<F::Output> {
     Some(rt.block_on(fut))
 }
 
+/// `fut` polled once on this thread, inside `rt`, with a no-op waker: how a
+/// blocking door finishes a call that can finish at once (a send into a
+/// writable socket, a frame read already) without `block_on`'s park and
+/// unpark. When it is pending, pass the same pinned future on to a
+/// `block_on`: its first poll gives it a real waker (tokio's sockets, locks
+/// and timers keep the latest one).
+pub fn poll_now<F: Future>(rt: &Handle, fut: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    let _in = rt.enter();
+    fut.poll(&mut std::task::Context::from_waker(
+        futures_util::task::noop_waker_ref(),
+    ))
+}
+
+/// `fut`'s output, and whether it was ready at its first poll (it did not
+/// wait). A reader that had to wait for an item has drained its socket: in a
+/// request-reply loop, a read at once after it would find nothing. Takes the
+/// future pinned where the caller made it: a connection's read futures are
+/// large, and moving one into this future's state would copy it per call.
+pub async fn first_poll<F: Future>(mut fut: std::pin::Pin<&mut F>) -> (F::Output, bool) {
+    let mut polls = 0u32;
+    let out = std::future::poll_fn(|cx| {
+        polls += 1;
+        fut.as_mut().poll(cx)
+    })
+    .await;
+    (out, polls == 1)
+}
+
 /// Whether this thread is inside a C door call.
 pub(crate) fn in_c_call_now() -> bool {
     covered()
@@ -365,5 +393,46 @@ impl Drop for Lease {
             // The runtime's threads and the helper's stop hook are done.
             _ => join_helper(h),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn first_poll_tells_a_ready_future_from_one_that_waited() {
+        let rt = rt();
+        assert_eq!(
+            rt.block_on(first_poll(std::pin::pin!(std::future::ready(7)))),
+            (7, true)
+        );
+        let waited = rt.block_on(first_poll(std::pin::pin!(async {
+            tokio::task::yield_now().await;
+            8
+        })));
+        assert_eq!(waited, (8, false));
+    }
+
+    #[test]
+    fn poll_now_finishes_what_can_finish_and_leaves_the_rest_to_block_on() {
+        let rt = rt();
+        let mut ready = std::pin::pin!(std::future::ready(1));
+        assert_eq!(poll_now(rt.handle(), ready.as_mut()), std::task::Poll::Ready(1));
+        // Pending at once (a timer inside the runtime's context), then done
+        // by `block_on` with the same pinned future.
+        let mut later = std::pin::pin!(async {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            2
+        });
+        assert!(poll_now(rt.handle(), later.as_mut()).is_pending());
+        assert_eq!(rt.block_on(later), 2);
     }
 }

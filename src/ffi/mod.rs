@@ -384,11 +384,11 @@ impl PullWait {
         &'a self,
         rt: &tokio::runtime::Handle,
         limit: Option<Duration>,
-        next: impl Fn() -> F,
+        next: impl Fn() -> F + 'a,
     ) -> Result<F::Output, impl std::future::Future<Output = Option<Option<F::Output>>> + 'a> {
         use std::sync::atomic::Ordering;
         if !self.pending.load(Ordering::Acquire) && !self.drained.load(Ordering::Relaxed) {
-            if let std::task::Poll::Ready(item) = poll_now(rt, std::pin::pin!(next())) {
+            if let std::task::Poll::Ready(item) = crate::runtime::poll_now(rt, std::pin::pin!(next())) {
                 return Ok(item);
             }
         }
@@ -396,45 +396,22 @@ impl PullWait {
         // (`interrupt` sets the flag after notifying, so a flag cleared here
         // cannot hide a permit the wait would miss).
         self.pending.store(false, Ordering::Release);
-        let drained = &self.drained;
-        let wait = interruptible(&self.interrupt, with_limit(limit, next()));
         Err(async move {
-            let mut wait = std::pin::pin!(wait);
-            let mut first = true;
-            std::future::poll_fn(|cx| {
-                let out = std::future::Future::poll(wait.as_mut(), cx);
-                if out.is_ready() {
-                    drained.store(!first, Ordering::Relaxed);
-                }
-                first = false;
-                out
-            })
-            .await
+            // Made and pinned here: the wait is large, and is not moved.
+            let wait = std::pin::pin!(interruptible(&self.interrupt, with_limit(limit, next())));
+            let (out, at_once) = crate::runtime::first_poll(wait).await;
+            self.drained.store(!at_once, Ordering::Relaxed);
+            out
         })
     }
 }
 
-/// `fut` polled once on this thread, inside `rt`, with a no-op waker: what a
-/// call that can finish at once (a send into a writable socket, a frame read
-/// already) needs, without `block_on`'s park and unpark. When it is pending,
-/// the same pinned future goes on in `block_on`, whose first poll gives it a
-/// real waker (tokio's sockets, locks and timers keep the latest waker).
-pub(crate) fn poll_now<F: std::future::Future>(
-    rt: &tokio::runtime::Handle,
-    fut: std::pin::Pin<&mut F>,
-) -> std::task::Poll<F::Output> {
-    let _in = rt.enter();
-    fut.poll(&mut std::task::Context::from_waker(
-        futures_util::task::noop_waker_ref(),
-    ))
-}
-
 /// [`block_on`] for a call that usually finishes at once (a send): polled
-/// once without it first ([`poll_now`]).
+/// once without it first ([`poll_now`](crate::runtime::poll_now)).
 pub(crate) fn block_on_soon<F: std::future::Future>(fut: F) -> FfiResult<F::Output> {
     check_can_block()?;
     let mut fut = std::pin::pin!(fut);
-    if let std::task::Poll::Ready(out) = poll_now(&crate::runtime::handle(), fut.as_mut()) {
+    if let std::task::Poll::Ready(out) = crate::runtime::poll_now(&crate::runtime::handle(), fut.as_mut()) {
         return Ok(out);
     }
     block_on(fut)

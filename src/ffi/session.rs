@@ -154,12 +154,13 @@ impl fal_rt_session {
     }
 
     /// [`Self::block_on`] for a call that usually finishes at once (a send):
-    /// polled once on this thread first, without `block_on` (`poll_now`).
+    /// polled once on this thread first, without `block_on`
+    /// ([`poll_now`](crate::runtime::poll_now)).
     fn block_on_soon<F: std::future::Future>(&self, fut: F) -> FfiResult<F::Output> {
         check_can_block()?;
         let rt = self.runtime()?;
         let mut fut = std::pin::pin!(fut);
-        match poll_now(rt.handle(), fut.as_mut()) {
+        match crate::runtime::poll_now(rt.handle(), fut.as_mut()) {
             std::task::Poll::Ready(out) => Ok(out),
             std::task::Poll::Pending => Ok(rt.block_on(fut)),
         }

@@ -180,16 +180,7 @@ impl Halves {
         if let Some(x) = self.take_ready() {
             return x;
         }
-        let (first, at_once) = {
-            let mut polls = 0u32;
-            let mut next = std::pin::pin!(rx.recv());
-            let out = std::future::poll_fn(|cx| {
-                polls += 1;
-                next.as_mut().poll(cx)
-            })
-            .await;
-            (out, polls == 1)
-        };
+        let (first, at_once) = fal_realtime::runtime::first_poll(std::pin::pin!(rx.recv())).await;
         if at_once && matches!(first, Some(Ok(_))) {
             self.fill_ahead(&mut rx).await;
         }

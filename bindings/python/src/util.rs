@@ -52,9 +52,9 @@ where
         let try_now = std::mem::take(&mut first);
         let out = py.detach(|| {
             if try_now {
-                let _in = rt.enter();
-                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-                if let std::task::Poll::Ready(out) = fut_ref.as_mut().poll(&mut cx) {
+                if let std::task::Poll::Ready(out) =
+                    fal_realtime::runtime::poll_now(rt.handle(), fut_ref.as_mut())
+                {
                     return Some(out);
                 }
             }
