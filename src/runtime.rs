@@ -259,6 +259,34 @@ pub fn shared() -> &'static Runtime {
     PINNED.get_or_init(|| current(true))
 }
 
+/// The runtime on which hosts that drive their connections on an event loop
+/// of their own start opens (the Python asyncio door): one worker thread,
+/// `fal-realtime-open`, made on first use and kept for the process. Its
+/// threads call the thread hooks.
+///
+/// An open (token fetch, TCP, TLS and WebSocket handshakes) spawned on the
+/// shared runtime from a thread outside it runs on one worker and wakes the
+/// other each time it makes a task ready (tokio hands work to idle workers),
+/// and that worker finds nothing to do: about nine thread switches per cold
+/// open (bench/ANALYSIS.md, finding E). With one worker, an open wakes one
+/// thread when it starts and its host's thread when it ends. Opens share the
+/// worker, as the connections of one event loop share that loop's thread;
+/// a blocking token provider runs on the runtime's blocking pool.
+///
+/// # Panics
+/// Only if the operating system refuses to start threads.
+pub fn opener() -> &'static Runtime {
+    static OPENER: OnceCell<Runtime> = OnceCell::new();
+    OPENER.get_or_init(|| {
+        let mut b = with_hooks(tokio::runtime::Builder::new_multi_thread());
+        b.worker_threads(1)
+            .thread_name("fal-realtime-open")
+            .enable_all()
+            .build()
+            .expect("fal-realtime: could not start the runtime for opens")
+    })
+}
+
 /// The runtime to spawn connection tasks on: the caller's, if it runs inside
 /// one, else the shared runtime.
 ///
@@ -405,6 +433,29 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn opens_run_on_one_thread_of_their_own_and_call_the_hooks() {
+        let name = |rt: &Runtime| {
+            let (tx, rx) = mpsc::channel();
+            rt.spawn(async move {
+                // A task spawned from an open stays on the open's thread.
+                let inner = tokio::spawn(async { std::thread::current().id() });
+                let me = std::thread::current();
+                let _ = tx.send((me.name().map(str::to_owned), me.id(), inner.await.ok()));
+            });
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("the open runtime runs tasks")
+        };
+        let (n1, id1, inner1) = name(opener());
+        let (n2, id2, _) = name(opener());
+        assert_eq!(n1.as_deref(), Some("fal-realtime-open"));
+        assert_eq!(n2, n1);
+        assert_eq!(id1, id2, "one worker");
+        assert_eq!(inner1, Some(id1));
+        // Its worker called the start hook (and lives as long as the process).
+        assert!(hooks().live >= 1);
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //!
 //! The connections of one event loop share a current-thread tokio runtime
 //! (`LoopRt`) that only the loop's thread drives, in short non-blocking
-//! "ticks" (GIL released). A connection opens as a task on the shared
-//! multi-thread runtime (token fetch and handshake, so the loop never waits),
-//! and its socket then moves to the loop's runtime
+//! "ticks" (GIL released). A connection opens as a task on the library's
+//! one-worker runtime for opens (`fal_realtime::runtime::opener`: token
+//! fetch and handshake, so the loop never waits, and no idle worker of the
+//! shared runtime is woken for it), and its socket then moves to the loop's
+//! runtime
 //! (`Client::connect_on`). The event loop itself watches each socket (`loop.add_reader` / `add_writer` on
 //! its file descriptor): when a result arrives, the kernel wakes the loop
 //! thread directly, which reads, decodes and resolves the awaiting future —
@@ -55,13 +57,13 @@ impl Drop for LoopRt {
     }
 }
 
-/// What an open made on the shared runtime leaves for the loop thread: build
+/// What an open made on the runtime for opens leaves for the loop thread: build
 /// the connection object (or the exception), with the GIL, on the loop.
 type Opened = Box<dyn for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, PyAny>> + Send>;
 
-/// Finished opens waiting for the loop thread. The shared runtime's workers
-/// never take the GIL for them (a worker waiting for the GIL stalls every
-/// connection it drives), and no thread is parked per open: a worker queues
+/// Finished opens waiting for the loop thread. The runtime's worker never
+/// takes the GIL for them (a worker waiting for the GIL stalls every open it
+/// drives), and no thread is parked per open: the worker queues
 /// the outcome and writes one byte to `wake`, whose other end the loop
 /// watches (`LoopDriver::_drain`).
 struct Inbox {
@@ -722,7 +724,7 @@ impl AsyncConnection {
     }
 }
 
-/// Open a connection on the shared runtime (token fetch and handshake;
+/// Open a connection on the runtime for opens (token fetch and handshake;
 /// `connect` gets the handle of the loop's runtime, where the socket must end
 /// up), then resolve an asyncio future with `make(loop runtime, output)` on
 /// the event loop's thread.
@@ -745,7 +747,7 @@ where
     let (rt, inbox) = loop_driver(py, &lp)?;
     let driver = rt.handle().clone();
     let (lp_u, fut_u) = (lp.unbind(), pyfut.clone().unbind());
-    fal_realtime::runtime::shared().spawn(async move {
+    fal_realtime::runtime::opener().spawn(async move {
         let out = tokio::select! {
             biased;
             _ = notify.notified() => None,
