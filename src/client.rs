@@ -86,23 +86,45 @@ impl Client {
     /// runtime and drive them from another: the token fetch and handshake run
     /// on the runtime this future runs on, then the session's socket and
     /// keepalive timer move to `driver`'s reactor. Poll the session only on
-    /// `driver`'s runtime from then on (its I/O is reported there). The Python
-    /// asyncio door opens on the shared runtime and drives every session of an
-    /// event loop from one current-thread runtime this way.
+    /// `driver`'s runtime from then on (its I/O is reported there): e.g.
+    /// open many in parallel on a multi-thread runtime and drive each from a
+    /// current-thread one.
     pub async fn connect_on(
         &self,
         driver: &tokio::runtime::Handle,
         app: &str,
         options: RealtimeOptions,
     ) -> Result<RealtimeSession> {
-        self.connect_inner(app, options, Some(driver)).await
+        self.connect_inner(app, options, Some((driver, Socket::Reactor)))
+            .await
+    }
+
+    /// [`connect_on`](Self::connect_on) for a host whose own event loop
+    /// watches the socket: the session's timers move to `driver`, and its
+    /// socket is in no tokio reactor. Each read or write that would block
+    /// returns `Pending` without arranging a wake-up; the host polls the
+    /// session's futures again (inside `driver`'s runtime) when its loop
+    /// reports the socket ([`RealtimeSession::raw_fd`]) readable, for a
+    /// pending `recv` or close, or writable, for a pending `send`, and lets
+    /// `driver`'s timers run now and then (the keepalive pings). Saves the
+    /// second poller: no tokio reactor turn is needed to learn what the
+    /// host's loop already reported. The Python asyncio door drives its
+    /// connections this way.
+    pub async fn connect_host_polled(
+        &self,
+        driver: &tokio::runtime::Handle,
+        app: &str,
+        options: RealtimeOptions,
+    ) -> Result<RealtimeSession> {
+        self.connect_inner(app, options, Some((driver, Socket::Host)))
+            .await
     }
 
     async fn connect_inner(
         &self,
         app: &str,
         options: RealtimeOptions,
-        driver: Option<&tokio::runtime::Handle>,
+        driver: Option<(&tokio::runtime::Handle, Socket)>,
     ) -> Result<RealtimeSession> {
         let target = self.target(app, &options, DefaultPath::Realtime)?;
         let (mut ws, _token, fetched) =
@@ -134,14 +156,28 @@ impl Client {
         app: &str,
         options: WsOptions,
     ) -> Result<WsConnection> {
-        self.ws_connect_inner(app, options, Some(driver)).await
+        self.ws_connect_inner(app, options, Some((driver, Socket::Reactor)))
+            .await
+    }
+
+    /// [`ws_connect_on`](Self::ws_connect_on) with the socket left to the
+    /// host's event loop, as [`connect_host_polled`](Self::connect_host_polled)
+    /// does.
+    pub async fn ws_connect_host_polled(
+        &self,
+        driver: &tokio::runtime::Handle,
+        app: &str,
+        options: WsOptions,
+    ) -> Result<WsConnection> {
+        self.ws_connect_inner(app, options, Some((driver, Socket::Host)))
+            .await
     }
 
     async fn ws_connect_inner(
         &self,
         app: &str,
         options: WsOptions,
-        driver: Option<&tokio::runtime::Handle>,
+        driver: Option<(&tokio::runtime::Handle, Socket)>,
     ) -> Result<WsConnection> {
         let ropts = RealtimeOptions {
             path: options.path.clone(),
@@ -206,15 +242,30 @@ impl Client {
 /// Move a new socket to `driver`'s reactor, if one is given, and enter that
 /// runtime so the pull halves built next (their keepalive timer) belong to it
 /// too. Keep the guard until they are built; nothing may be awaited meanwhile.
+/// Who watches a moved socket.
+#[derive(Clone, Copy)]
+enum Socket {
+    /// The driving runtime's reactor.
+    Reactor,
+    /// The host's own event loop (no reactor).
+    Host,
+}
+
+/// Move the socket of `ws` to `driver` (its reactor, or no reactor with the
+/// host's loop watching it); the guard keeps `driver` entered, so that the
+/// session's timers are made there.
 fn moved_to<'a>(
-    driver: Option<&'a tokio::runtime::Handle>,
+    driver: Option<(&'a tokio::runtime::Handle, Socket)>,
     ws: &mut crate::transport::WsStream,
 ) -> Result<Option<tokio::runtime::EnterGuard<'a>>> {
-    let Some(h) = driver else {
+    let Some((h, socket)) = driver else {
         return Ok(None);
     };
     let guard = h.enter();
-    crate::transport::reregister(ws)?;
+    match socket {
+        Socket::Reactor => crate::transport::reregister(ws)?,
+        Socket::Host => crate::transport::hand_to_host(ws)?,
+    }
     Ok(Some(guard))
 }
 

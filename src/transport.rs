@@ -20,14 +20,42 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<NetStream>>;
 
 /// The TCP socket under every WebSocket: a tokio `TcpStream` that can move to
-/// another runtime's reactor ([`reregister`]). Our own type because neither
+/// another runtime's reactor ([`reregister`]), or out of every reactor to a
+/// host's own event loop ([`hand_to_host`]). Our own type because neither
 /// tokio-tungstenite nor tokio-rustls gives the socket back out of the layers
 /// above it, and a host that opens connections on one runtime and drives them
-/// from another (the Python asyncio door: one runtime per event loop) needs
-/// exactly that. Costs one `Option` check per read and write.
-pub(crate) struct NetStream(Option<TcpStream>);
+/// from another (the Python asyncio door) needs exactly that. Costs one
+/// `match` per read and write.
+pub(crate) struct NetStream(Net);
+
+enum Net {
+    /// Registered with the reactor of the runtime it was made or moved on.
+    Reactor(TcpStream),
+    /// Non-blocking and in no reactor: each poll tries the system call, and a
+    /// poll that would block returns `Pending` without arranging a wake-up.
+    /// Its host polls again when its own event loop reports the socket ready
+    /// (see [`hand_to_host`]).
+    Host(std::net::TcpStream),
+    /// A failed move lost the socket.
+    Lost,
+}
+
+/// One non-blocking system call as a poll: `Pending` when it would block.
+fn host_poll<T>(mut op: impl FnMut() -> std::io::Result<T>) -> Poll<std::io::Result<T>> {
+    loop {
+        match op() {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Poll::Pending,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
 
 impl NetStream {
+    fn new(tcp: TcpStream) -> Self {
+        NetStream(Net::Reactor(tcp))
+    }
+
     /// The error of a socket that a failed [`reregister`](Self::reregister) lost.
     fn lost() -> std::io::Error {
         std::io::Error::new(
@@ -36,22 +64,39 @@ impl NetStream {
         )
     }
 
-    fn io(&mut self) -> std::io::Result<Pin<&mut TcpStream>> {
-        self.0.as_mut().map(Pin::new).ok_or_else(Self::lost)
-    }
-
     /// Register the socket with the reactor of the runtime entered on this
     /// thread (readiness already pending is reported there again).
     fn reregister(&mut self) -> std::io::Result<()> {
-        let s = self.0.take().ok_or_else(Self::lost)?;
-        self.0 = Some(TcpStream::from_std(s.into_std()?)?);
+        let std = self.take_std()?;
+        self.0 = Net::Reactor(TcpStream::from_std(std)?);
         Ok(())
+    }
+
+    /// Take the socket out of its reactor, for its host's event loop.
+    fn hand_to_host(&mut self) -> std::io::Result<()> {
+        let std = self.take_std()?;
+        self.0 = Net::Host(std);
+        Ok(())
+    }
+
+    /// The socket as a non-blocking std socket in no reactor.
+    fn take_std(&mut self) -> std::io::Result<std::net::TcpStream> {
+        match std::mem::replace(&mut self.0, Net::Lost) {
+            // `into_std` leaves it non-blocking.
+            Net::Reactor(s) => s.into_std(),
+            Net::Host(s) => Ok(s),
+            Net::Lost => Err(Self::lost()),
+        }
     }
 
     #[cfg(unix)]
     fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
-        self.0.as_ref().map(|s| s.as_raw_fd())
+        match &self.0 {
+            Net::Reactor(s) => Some(s.as_raw_fd()),
+            Net::Host(s) => Some(s.as_raw_fd()),
+            Net::Lost => None,
+        }
     }
 }
 
@@ -61,7 +106,18 @@ impl AsyncRead for NetStream {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.io()?.poll_read(cx, buf)
+        match &mut self.0 {
+            Net::Reactor(s) => Pin::new(s).poll_read(cx, buf),
+            Net::Host(s) => {
+                // The layers above pass initialized buffers (tungstenite's
+                // and rustls' own): this zero-fills nothing then.
+                let dst = buf.initialize_unfilled();
+                let n = std::task::ready!(host_poll(|| std::io::Read::read(&mut &*s, dst)))?;
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Net::Lost => Poll::Ready(Err(Self::lost())),
+        }
     }
 }
 
@@ -71,7 +127,11 @@ impl AsyncWrite for NetStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.io()?.poll_write(cx, buf)
+        match &mut self.0 {
+            Net::Reactor(s) => Pin::new(s).poll_write(cx, buf),
+            Net::Host(s) => host_poll(|| std::io::Write::write(&mut &*s, buf)),
+            Net::Lost => Poll::Ready(Err(Self::lost())),
+        }
     }
 
     fn poll_write_vectored(
@@ -79,19 +139,40 @@ impl AsyncWrite for NetStream {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.io()?.poll_write_vectored(cx, bufs)
+        match &mut self.0 {
+            Net::Reactor(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Net::Host(s) => host_poll(|| std::io::Write::write_vectored(&mut &*s, bufs)),
+            Net::Lost => Poll::Ready(Err(Self::lost())),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.as_ref().is_some_and(|s| s.is_write_vectored())
+        !matches!(self.0, Net::Lost)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.io()?.poll_flush(cx)
+        match &mut self.0 {
+            Net::Reactor(s) => Pin::new(s).poll_flush(cx),
+            Net::Host(_) => Poll::Ready(Ok(())),
+            Net::Lost => Poll::Ready(Err(Self::lost())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.io()?.poll_shutdown(cx)
+        match &mut self.0 {
+            Net::Reactor(s) => Pin::new(s).poll_shutdown(cx),
+            Net::Host(s) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
+            Net::Lost => Poll::Ready(Err(Self::lost())),
+        }
+    }
+}
+
+/// The TCP socket of a WebSocket stream (plain or TLS).
+fn net_of(ws: &mut WsStream) -> Option<&mut NetStream> {
+    match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => Some(s),
+        MaybeTlsStream::Rustls(s) => Some(s.get_mut().0),
+        _ => None,
     }
 }
 
@@ -99,13 +180,19 @@ impl AsyncWrite for NetStream {
 /// thread (`Handle::enter`). Call it between polls, never while a read or a
 /// write is in flight on another runtime.
 pub(crate) fn reregister(ws: &mut WsStream) -> Result<()> {
-    let net = match ws.get_mut() {
-        MaybeTlsStream::Plain(s) => s,
-        MaybeTlsStream::Rustls(s) => s.get_mut().0,
-        _ => return Ok(()),
-    };
+    let Some(net) = net_of(ws) else { return Ok(()) };
     net.reregister()
         .map_err(|e| io_error("could not move the socket to the runtime that drives it", &e))
+}
+
+/// Take the socket of `ws` out of its reactor: from now on a read or write
+/// that would block returns `Pending` and arranges no wake-up, and the host
+/// must poll again when its own event loop reports the socket (`raw_fd`)
+/// ready for what is pending. Call it between polls.
+pub(crate) fn hand_to_host(ws: &mut WsStream) -> Result<()> {
+    let Some(net) = net_of(ws) else { return Ok(()) };
+    net.hand_to_host()
+        .map_err(|e| io_error("could not hand the socket to its event loop", &e))
 }
 
 /// The OS socket of a WebSocket stream (plain or TLS).
@@ -370,7 +457,7 @@ pub(crate) async fn open_ws(
     tcp.set_nodelay(true).map_err(|e| io_error(&what, &e))?;
     match tokio_tungstenite::client_async_tls_with_config(
         req,
-        NetStream(Some(tcp)),
+        NetStream::new(tcp),
         Some(cfg),
         Some(connector),
     )

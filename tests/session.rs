@@ -350,6 +350,127 @@ fn connect_on_moves_the_socket_and_timer_to_the_driving_runtime() {
     });
 }
 
+/// `connect_host_polled` / `ws_connect_host_polled`: the socket is in no
+/// tokio reactor, and a host's own loop (here `poll(2)` on the descriptor)
+/// says when to poll again. The driving runtime is never turned while a
+/// round trip or a close waits, so they finish only if their sockets left
+/// every reactor; it is turned while a recv idles, as the Python asyncio
+/// door's heartbeat does, for the keepalive pings.
+#[cfg(unix)]
+#[test]
+fn host_polled_sessions_are_driven_by_the_host_loop() {
+    use std::future::Future;
+    use std::task::Poll;
+    use std::time::Instant;
+    let emu_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let emu = emu_rt.block_on(emulator());
+    let (tls_emu, dir) = emu_rt.block_on(tls_emulator());
+    let keepalive = |c: ClientConfig| ClientConfig {
+        ping_interval: Some(Duration::from_millis(20)),
+        ping_timeout: Some(Duration::from_secs(5)),
+        ..c
+    };
+    let plain = Client::new(keepalive(ClientConfig::local(&emu.ws_host(), KEY))).unwrap();
+    let port = tls_emu.addr().port();
+    let tls = Client::new(keepalive(ClientConfig {
+        credentials: Some(fal_realtime::Credentials::key(KEY)),
+        run_host: format!("localhost:{port}"),
+        rest_url: format!("https://localhost:{port}"),
+        extra_ca_file: Some(dir.path().join("ca.pem")),
+        ..Default::default()
+    }))
+    .unwrap();
+    let driver = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let opener = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    /// The host's loop: poll `fut` inside `driver` (no reactor turn), and
+    /// while it is pending wait for `fd` with `poll(2)` (at most 10 ms; then,
+    /// with `timers`, a turn of the driver, whose timers fire); bounded to
+    /// 10 s.
+    fn drive<F: Future>(
+        driver: &tokio::runtime::Runtime,
+        fd: i32,
+        events: i16,
+        timers: bool,
+        fut: F,
+    ) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Poll::Ready(v) = fal_realtime::runtime::poll_now(driver.handle(), fut.as_mut()) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "not done within 10 s");
+            let mut p = libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            let n = unsafe { libc::poll(&mut p, 1, 10) };
+            if n == 0 && timers {
+                // The heartbeat: let the timers (keepalive) run.
+                driver.block_on(tokio::task::yield_now());
+            }
+        }
+    }
+    let (rd, wr) = (libc::POLLIN, libc::POLLOUT);
+    for c in [&plain, &tls] {
+        let opened = opener.block_on(async {
+            let s = c.connect_host_polled(driver.handle(), "me/echo", RealtimeOptions::default());
+            let opts = WsOptions {
+                path: Some("/realtime".into()),
+                ..Default::default()
+            };
+            let ws = c.ws_connect_host_polled(driver.handle(), "me/echo", opts);
+            let t = Duration::from_secs(10);
+            (
+                tokio::time::timeout(t, s).await,
+                tokio::time::timeout(t, ws).await,
+            )
+        });
+        let mut s = opened.0.expect("connect_host_polled in time").unwrap();
+        let mut ws = opened.1.expect("ws_connect_host_polled in time").unwrap();
+        let fd = s.raw_fd().expect("a socket");
+        for i in 0..3 {
+            let id = format!("s{i}");
+            drive(&driver, fd, wr, false, s.send(&json!({ "request_id": id }))).unwrap();
+            let m = drive(&driver, fd, rd, false, s.recv()).unwrap().unwrap();
+            assert_eq!(m.request_id(), Some(id.as_str()));
+        }
+        // A recv that waits runs keepalive: pings go out, pongs come back.
+        let until = Instant::now() + Duration::from_millis(200);
+        let idle = drive(&driver, fd, rd, true, async {
+            tokio::select! {
+                m = s.recv() => Some(m),
+                _ = tokio::time::sleep_until(until.into()) => None,
+            }
+        });
+        assert!(idle.is_none(), "no message was due");
+        let st = s.stats();
+        assert!(st.pings_sent >= 1 && st.pongs_received >= 1, "{st:?}");
+        drive(&driver, fd, rd, false, s.close()).unwrap();
+
+        let fd = ws.raw_fd().expect("a socket");
+        drive(&driver, fd, wr, false, ws.send_text("hello")).unwrap();
+        let f = drive(&driver, fd, rd, false, ws.recv()).unwrap().unwrap();
+        assert_eq!(f, Frame::Text("hello".into()));
+        drive(&driver, fd, rd, false, ws.close()).unwrap();
+    }
+    opener.shutdown_timeout(Duration::from_secs(5));
+}
+
 /// A recv dropped while the session ends (after an `Unauthorized` frame its
 /// close handshake waits for the server's reply) loses nothing: the next
 /// recv returns the error, then `None`. Each recv here is polled once and

@@ -1,18 +1,21 @@
 //! The asyncio API: `realtime_async()` and `ws_connect_async()` connections.
 //!
 //! The connections of one event loop share a current-thread tokio runtime
-//! (`LoopRt`) that only the loop's thread drives, in short non-blocking
-//! "ticks" (GIL released). A connection opens as a task on the library's
-//! one-worker runtime for opens (`fal_realtime::runtime::opener`: token
-//! fetch and handshake, so the loop never waits, and no idle worker of the
-//! shared runtime is woken for it), and its socket then moves to the loop's
-//! runtime
-//! (`Client::connect_on`). The event loop itself watches each socket (`loop.add_reader` / `add_writer` on
-//! its file descriptor): when a result arrives, the kernel wakes the loop
-//! thread directly, which reads, decodes and resolves the awaiting future —
-//! one thread wake per message, as for a pure-asyncio client, and no worker
-//! thread in between. An operation that completes at once (a send to a
-//! writable socket, a recv with a message already buffered) creates no
+//! (`LoopRt`) that only the loop's thread enters, in short non-blocking
+//! "ticks" (GIL released), for the connections' timers. A connection opens
+//! as a task on the library's one-worker runtime for opens
+//! (`fal_realtime::runtime::opener`: token fetch and handshake, so the loop
+//! never waits, and no idle worker of the shared runtime is woken for it).
+//! Its timers then move to the loop's runtime, and its socket leaves every
+//! tokio reactor (`Client::connect_host_polled`): the event loop itself
+//! watches it (`loop.add_reader` / `add_writer` on its file descriptor), and
+//! a tick tries the read or write directly. When a result arrives, the
+//! kernel wakes the loop thread, whose selector reports the socket; the
+//! loop reads, decodes and resolves the awaiting future: one thread wake and
+//! one `epoll_wait` per message, as for a pure-asyncio client, and no worker
+//! thread or second poller in between. The runtime's driver is turned only
+//! by the keepalive heartbeat. An operation that completes at once (a send
+//! to a writable socket, a recv with a message already buffered) creates no
 //! future at all.
 //!
 //! Cancelling a task that awaits `recv` drops the pending read (cancel-safe);
@@ -179,16 +182,28 @@ pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// How long `close()` waits for the server's close reply.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
-/// Poll `fut`, let the runtime's driver take in I/O readiness once (without
-/// blocking), and poll again. Runs on the caller's thread, GIL released.
+/// Poll `fut` once inside the loop's runtime, GIL released. The socket is in
+/// no reactor (`Client::connect_host_polled`): a poll tries the read or
+/// write itself, and the event loop's reader and writer say when to poll
+/// again, so no driver turn is needed to learn readiness.
 fn tick<T: Send>(py: Python<'_>, rt: &Runtime, fut: &mut BoxFut<T>) -> Poll<T> {
+    py.detach(|| fal_realtime::runtime::poll_now(rt.handle(), std::pin::Pin::new(fut)))
+}
+
+/// [`tick`]; with `timers`, when `fut` is pending, one zero-timeout turn of
+/// the runtime's drivers (its timers fire: keepalive pings, the dead-peer
+/// check) and a second poll. For the heartbeat.
+fn tick_with<T: Send>(py: Python<'_>, rt: &Runtime, fut: &mut BoxFut<T>, timers: bool) -> Poll<T> {
+    if !timers {
+        return tick(py, rt, fut);
+    }
     py.detach(|| {
         rt.block_on(async {
             let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
             if first.is_ready() {
                 return first;
             }
-            // One zero-timeout turn of the I/O driver.
+            // One zero-timeout turn of the drivers.
             tokio::task::yield_now().await;
             std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
         })
@@ -234,7 +249,7 @@ impl OpDone {
         };
         if removed {
             // The dropped operation may have held a lock others wait for.
-            AsyncConnection::pump(conn)?;
+            AsyncConnection::pump(conn, false)?;
         }
         Ok(())
     }
@@ -460,8 +475,9 @@ impl AsyncConnection {
         }
     }
 
-    /// Drive every pending operation once, in order; resolve the finished ones.
-    fn pump(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Drive every pending operation once, in order; resolve the finished
+    /// ones. `timers`: let the runtime's timers run too (the heartbeat).
+    fn pump(slf: &Bound<'_, Self>, timers: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let mut ops = std::mem::take(&mut this.lock().ops);
@@ -473,11 +489,7 @@ impl AsyncConnection {
             // stays; it fires at most once more when nothing waits.
             if !this.closed.load(Ordering::Acquire) {
                 let halves = this.halves.clone();
-                let mut fut: BoxFut<()> = Box::pin(async move {
-                    // Let the driver take in the readiness the loop saw first.
-                    tokio::task::yield_now().await;
-                    halves.read_ahead().await
-                });
+                let mut fut: BoxFut<()> = Box::pin(async move { halves.read_ahead().await });
                 let _ = tick(py, this.rt(), &mut fut);
             }
             this.unwatch_socket(py);
@@ -488,7 +500,7 @@ impl AsyncConnection {
         let now = Instant::now();
         while let Some(mut op) = ops.pop_front() {
             let finished = match &mut op.kind {
-                OpKind::Recv(f) => match tick(py, this.rt(), f) {
+                OpKind::Recv(f) => match tick_with(py, this.rt(), f, timers) {
                     Poll::Ready(out) => {
                         let r = recv_result(py, out);
                         // Arrival order: through the stash when a recv was cancelled.
@@ -504,7 +516,7 @@ impl AsyncConnection {
                     }
                     Poll::Pending => false,
                 },
-                OpKind::Send(f) => match tick(py, this.rt(), f) {
+                OpKind::Send(f) => match tick_with(py, this.rt(), f, timers) {
                     Poll::Ready(r) => {
                         let v = r
                             .map(|()| py.None().into_bound(py))
@@ -515,7 +527,7 @@ impl AsyncConnection {
                     Poll::Pending => false,
                 },
                 OpKind::Close(f, deadline) => {
-                    if tick(py, this.rt(), f).is_ready() || now >= *deadline {
+                    if tick_with(py, this.rt(), f, timers).is_ready() || now >= *deadline {
                         delivered.push((op.pyfut.clone_ref(py), Ok(py.None().into_bound(py))));
                         if let Some(t) = this.lock().close_timer.take() {
                             t.bind(py).call_method0(intern!(py, "cancel"))?;
@@ -689,14 +701,14 @@ impl AsyncConnection {
 
     /// Drive pending operations (the event loop calls this when the socket is ready).
     fn _pump(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::pump(slf)
+        Self::pump(slf, false)
     }
 
     /// The keepalive tick: drive pending operations so the runtime's timers
     /// (pings, the dead-peer check) run; re-armed while a recv waits.
     fn _heartbeat(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.get().lock().heartbeat_timer = None;
-        Self::pump(slf)
+        Self::pump(slf, true)
     }
 
     /// Whether `close()` was called.

@@ -302,7 +302,7 @@ impl Client {
         aio::open(
             py,
             move |driver| -> BoxFut<fal_realtime::Result<RealtimeSession>> {
-                Box::pin(async move { client.connect_on(&driver, &app, opts).await })
+                Box::pin(async move { client.connect_host_polled(&driver, &app, opts).await })
             },
             move |py, rt, s: RealtimeSession, lp| {
                 let fd = aio::require_fd(session_fd(&s)).map_err(|e| errors::to_py(py, &e))?;
@@ -341,7 +341,7 @@ impl Client {
         aio::open(
             py,
             move |driver| -> BoxFut<fal_realtime::Result<CoreWs>> {
-                Box::pin(async move { client.ws_connect_on(&driver, &app, opts).await })
+                Box::pin(async move { client.ws_connect_host_polled(&driver, &app, opts).await })
             },
             move |py, rt, c: CoreWs, lp| {
                 let fd = aio::require_fd(ws_fd(&c)).map_err(|e| errors::to_py(py, &e))?;
