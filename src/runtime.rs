@@ -79,14 +79,19 @@ pub(crate) type Hook = Arc<dyn Fn() + Send + Sync>;
 struct Hooks {
     start: Option<Hook>,
     stop: Option<Hook>,
-    /// Library threads that started and have not stopped yet.
+    /// Library threads that started and have not stopped yet, and worker
+    /// threads of a runtime built that have not started yet (`unstarted`).
     live: usize,
+    /// Worker threads counted in `live` when their runtime was built, whose
+    /// start has not been seen yet (see [`build_counted`]).
+    unstarted: usize,
 }
 
 static HOOKS: Mutex<Hooks> = Mutex::new(Hooks {
     start: None,
     stop: None,
     live: 0,
+    unstarted: 0,
 });
 
 fn hooks() -> MutexGuard<'static, Hooks> {
@@ -95,8 +100,37 @@ fn hooks() -> MutexGuard<'static, Hooks> {
 
 /// Run on every library thread first.
 fn thread_started() {
-    hooks().live += 1;
+    {
+        let mut h = hooks();
+        // A worker counted when its runtime was built (any thread may take
+        // the credit: the total is what counts), else a new thread.
+        if h.unstarted > 0 {
+            h.unstarted -= 1;
+        } else {
+            h.live += 1;
+        }
+    }
     run_start_hook();
+}
+
+/// Build a multi-thread runtime of `workers` worker threads, counted as live
+/// from before the build: tokio starts them during the build, but a thread
+/// runs its start hook only when it is first scheduled, and until then the
+/// count could read 0 while the runtime exists (a host waiting for 0 before
+/// unloading the library would unload it under them).
+fn build_counted(b: &mut tokio::runtime::Builder, workers: usize) -> std::io::Result<Runtime> {
+    {
+        let mut h = hooks();
+        h.live += workers;
+        h.unstarted += workers;
+    }
+    let rt = b.worker_threads(workers).build();
+    if rt.is_err() {
+        let mut h = hooks();
+        h.live = h.live.saturating_sub(workers);
+        h.unstarted = h.unstarted.saturating_sub(workers);
+    }
+    rt
 }
 
 /// The start hook, run first on every library thread. The hooks cannot change
@@ -218,23 +252,25 @@ pub(crate) fn spawn_thread<F: FnOnce() + Send + 'static>(f: F) {
     helpers().push(h);
 }
 
-fn build() -> Runtime {
-    let threads = std::env::var("FAL_REALTIME_WORKER_THREADS")
+/// The shared runtime's worker count (`FAL_REALTIME_WORKER_THREADS`, 1-64).
+fn worker_threads() -> usize {
+    std::env::var("FAL_REALTIME_WORKER_THREADS")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|n| (1..=64).contains(n))
-        .unwrap_or(DEFAULT_WORKER_THREADS);
+        .unwrap_or(DEFAULT_WORKER_THREADS)
+}
+
+fn build() -> Runtime {
+    let threads = worker_threads();
     let mut b = tokio::runtime::Builder::new_multi_thread();
-    b.worker_threads(threads)
-        .thread_name("fal-realtime-worker")
-        .enable_all();
+    b.thread_name("fal-realtime-worker").enable_all();
     b.on_thread_start(|| {
         ON_SHARED.with(|c| c.set(true));
         thread_started();
     })
-    .on_thread_stop(thread_stopping)
-    .build()
-    .expect("fal-realtime: could not start the shared tokio runtime")
+    .on_thread_stop(thread_stopping);
+    build_counted(&mut b, threads).expect("fal-realtime: could not start the shared tokio runtime")
 }
 
 /// The shared runtime (started if needed), pinned when `pin`.
@@ -279,11 +315,8 @@ pub fn opener() -> &'static Runtime {
     static OPENER: OnceCell<Runtime> = OnceCell::new();
     OPENER.get_or_init(|| {
         let mut b = with_hooks(tokio::runtime::Builder::new_multi_thread());
-        b.worker_threads(1)
-            .thread_name("fal-realtime-open")
-            .enable_all()
-            .build()
-            .expect("fal-realtime: could not start the runtime for opens")
+        b.thread_name("fal-realtime-open").enable_all();
+        build_counted(&mut b, 1).expect("fal-realtime: could not start the runtime for opens")
     })
 }
 
@@ -433,6 +466,17 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn workers_count_from_the_build_before_they_start() {
+        // However slowly the new workers get scheduled, the count never says
+        // 0 while the runtime exists.
+        for _ in 0..20 {
+            let rt = build();
+            assert!(hooks().live >= worker_threads(), "counted at the build");
+            drop(rt);
+        }
     }
 
     #[test]
