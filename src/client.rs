@@ -105,8 +105,12 @@ impl Client {
     /// returns `Pending` without arranging a wake-up; the host polls the
     /// session's futures again (inside `driver`'s runtime) when its loop
     /// reports the socket ([`RealtimeSession::raw_fd`]) readable, for a
-    /// pending `recv` or close, or writable, for a pending `send`, and lets
-    /// `driver`'s timers run now and then (the keepalive pings). Saves the
+    /// pending `recv` or close, or writable, for a pending `send` (a `recv`
+    /// or close can wait on a write too: a ping, a pong, a close frame), and
+    /// lets `driver`'s timers run now and then (turn it, e.g. `block_on` of
+    /// `tokio::task::yield_now()`): keepalive pings and the dead-peer check,
+    /// and the 1 s deadline of a close handshake whose server stays silent
+    /// (a poll after that deadline ends the handshake too). Saves the
     /// second poller: no tokio reactor turn is needed to learn what the
     /// host's loop already reported. The Python asyncio door drives its
     /// connections this way.
@@ -239,9 +243,6 @@ impl Client {
     }
 }
 
-/// Move a new socket to `driver`'s reactor, if one is given, and enter that
-/// runtime so the pull halves built next (their keepalive timer) belong to it
-/// too. Keep the guard until they are built; nothing may be awaited meanwhile.
 /// Who watches a moved socket.
 #[derive(Clone, Copy)]
 enum Socket {
@@ -251,9 +252,10 @@ enum Socket {
     Host,
 }
 
-/// Move the socket of `ws` to `driver` (its reactor, or no reactor with the
-/// host's loop watching it); the guard keeps `driver` entered, so that the
-/// session's timers are made there.
+/// Move a new socket to `driver`, if one is given (to its reactor, or out of
+/// every reactor for a host's loop), and enter that runtime so the pull
+/// halves built next (their keepalive timer) belong to it too. Keep the
+/// guard until they are built; nothing may be awaited meanwhile.
 fn moved_to<'a>(
     driver: Option<(&'a tokio::runtime::Handle, Socket)>,
     ws: &mut crate::transport::WsStream,

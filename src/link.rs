@@ -437,6 +437,24 @@ enum ClosingStep {
     AwaitReply,
 }
 
+/// `fut`, given up at `deadline`: by the timer, and at any poll made after
+/// it. A host-polled socket (`Client::connect_host_polled`) is polled when
+/// its host's loop sees data, and its runtime's timers run only when the
+/// host turns them: a server that keeps sending during the close handshake
+/// without replying still ends it on time.
+async fn by_deadline(deadline: Instant, fut: impl std::future::Future<Output = ()>) {
+    use std::future::Future;
+    let mut fut = std::pin::pin!(fut);
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(deadline));
+    std::future::poll_fn(|cx| {
+        if fut.as_mut().poll(cx).is_ready() || Instant::now() >= deadline {
+            return std::task::Poll::Ready(());
+        }
+        timer.as_mut().poll(cx)
+    })
+    .await
+}
+
 /// Split `ws` into the two halves of a pull socket.
 pub(crate) fn pull(ws: WsStream, keepalive: KeepAliveConfig, noun: &'static str) -> (PullTx, PullRx) {
     #[cfg(unix)]
@@ -640,7 +658,7 @@ impl PullRx {
         };
         let (stream, shared, closing) = (&mut self.stream, &self.shared, &mut self.closing);
         let sink = &shared.sink;
-        let _ = tokio::time::timeout_at(deadline, async {
+        let _ = by_deadline(deadline, async {
             let await_reply = match step {
                 ClosingStep::Start(CloseAction::Send(code)) => {
                     let sent = send_close(&mut *sink.lock().await, code, "").await.is_ok();
@@ -678,5 +696,34 @@ impl PullRx {
         self.closing = None;
         self.shared.finished.store(true, Ordering::Release);
         self.shared.shutdown_socket();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host-polled socket's runtime may never run its timers between
+    /// polls: a close handshake still ends at the first poll after its
+    /// deadline.
+    #[test]
+    fn by_deadline_ends_at_a_poll_after_the_deadline_without_the_timer() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let deadline = {
+            let _in = rt.enter();
+            Instant::now() + Duration::from_millis(20)
+        };
+        let mut fut = std::pin::pin!(by_deadline(deadline, std::future::pending()));
+        // The runtime is entered for each poll but never turned.
+        for _ in 0..1000 {
+            if crate::runtime::poll_now(rt.handle(), fut.as_mut()).is_ready() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("not ended within 5 s of polls");
     }
 }

@@ -64,6 +64,8 @@ thread_local! {
     static IN_C_CALL: Cell<bool> = const { Cell::new(false) };
     /// Set on the shared runtime's threads.
     static ON_SHARED: Cell<bool> = const { Cell::new(false) };
+    /// Set on every library thread once its start hook ran.
+    static STARTED: Cell<bool> = const { Cell::new(false) };
     /// Set while a C door call must not wait for the runtime to stop
     /// (`*_free_nowait`, releases deferred to the end of a callback).
     static NO_WAIT: Cell<bool> = const { Cell::new(false) };
@@ -100,6 +102,7 @@ fn hooks() -> MutexGuard<'static, Hooks> {
 
 /// Run on every library thread first.
 fn thread_started() {
+    STARTED.with(|c| c.set(true));
     {
         let mut h = hooks();
         // A worker counted when its runtime was built (any thread may take
@@ -297,8 +300,9 @@ pub fn shared() -> &'static Runtime {
 
 /// The runtime on which hosts that drive their connections on an event loop
 /// of their own start opens (the Python asyncio door): one worker thread,
-/// `fal-realtime-open`, made on first use and kept for the process. Its
-/// threads call the thread hooks.
+/// `fal-realtime-open`, made on first use and kept for the process, and
+/// blocking threads of the same name when needed (host-name lookups, token
+/// providers). Its threads call the thread hooks.
 ///
 /// An open (token fetch, TCP, TLS and WebSocket handshakes) spawned on the
 /// shared runtime from a thread outside it runs on one worker and wakes the
@@ -487,19 +491,19 @@ mod tests {
                 // A task spawned from an open stays on the open's thread.
                 let inner = tokio::spawn(async { std::thread::current().id() });
                 let me = std::thread::current();
-                let _ = tx.send((me.name().map(str::to_owned), me.id(), inner.await.ok()));
+                let hooked = STARTED.with(Cell::get);
+                let _ = tx.send((me.name().map(str::to_owned), me.id(), inner.await.ok(), hooked));
             });
             rx.recv_timeout(Duration::from_secs(10))
                 .expect("the open runtime runs tasks")
         };
-        let (n1, id1, inner1) = name(opener());
-        let (n2, id2, _) = name(opener());
+        let (n1, id1, inner1, hooked) = name(opener());
+        let (n2, id2, _, _) = name(opener());
         assert_eq!(n1.as_deref(), Some("fal-realtime-open"));
         assert_eq!(n2, n1);
         assert_eq!(id1, id2, "one worker");
         assert_eq!(inner1, Some(id1));
-        // Its worker called the start hook (and lives as long as the process).
-        assert!(hooks().live >= 1);
+        assert!(hooked, "its thread ran the start hook");
     }
 
     #[test]

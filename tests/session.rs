@@ -449,16 +449,19 @@ fn host_polled_sessions_are_driven_by_the_host_loop() {
             let m = drive(&driver, fd, rd, false, s.recv()).unwrap().unwrap();
             assert_eq!(m.request_id(), Some(id.as_str()));
         }
-        // A recv that waits runs keepalive: pings go out, pongs come back.
-        let until = Instant::now() + Duration::from_millis(200);
-        let idle = drive(&driver, fd, rd, true, async {
-            tokio::select! {
-                m = s.recv() => Some(m),
-                _ = tokio::time::sleep_until(until.into()) => None,
+        // A recv that waits runs keepalive: pings go out, pongs come back
+        // (recvs of 50 ms each, until a pong came; at most 10 s).
+        let mut st = s.stats();
+        for _ in 0..200 {
+            if st.pings_sent >= 1 && st.pongs_received >= 1 {
+                break;
             }
-        });
-        assert!(idle.is_none(), "no message was due");
-        let st = s.stats();
+            let idle = drive(&driver, fd, rd, true, async {
+                tokio::time::timeout(Duration::from_millis(50), s.recv()).await
+            });
+            assert!(idle.is_err(), "no message was due");
+            st = s.stats();
+        }
         assert!(st.pings_sent >= 1 && st.pongs_received >= 1, "{st:?}");
         drive(&driver, fd, rd, false, s.close()).unwrap();
 

@@ -308,10 +308,10 @@ pub struct AsyncConnection {
     closed: AtomicBool,
     encode: Option<Py<PyAny>>,
     ws: bool,
-    /// See `Client::heartbeat`; `None` when keepalive is off.
+    /// See `Client::heartbeat`.
     heartbeat: Option<f64>,
     state: Mutex<LoopState>,
-    /// Last: the socket (in `halves`) deregisters from it when dropped.
+    /// Last: the connection's timers (in `halves`) are dropped before it.
     rt: Arc<LoopRt>,
 }
 

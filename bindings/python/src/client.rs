@@ -114,14 +114,16 @@ fn ws_halves(c: CoreWs) -> Halves {
 
 impl Client {
     /// How often an asyncio connection with a pending `recv` lets its runtime
-    /// run timers (keepalive pings and the dead-peer check), which the event
-    /// loop would not otherwise wake it for.
+    /// run timers (keepalive pings, the dead-peer check, the deadline of an
+    /// ending session's close handshake), which the event loop would not
+    /// otherwise wake it for. Without keepalive, once a second: a session
+    /// that ends while the server stays silent then still finishes.
     fn heartbeat(&self) -> Option<std::time::Duration> {
         let c = self.inner.config();
         let shortest = match (c.ping_interval, c.ping_timeout) {
             (Some(i), Some(t)) => i.min(t),
             (Some(i), None) => i,
-            (None, _) => return None,
+            (None, _) => return Some(std::time::Duration::from_secs(1)),
         };
         Some((shortest / 4).max(std::time::Duration::from_millis(5)))
     }

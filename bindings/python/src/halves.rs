@@ -166,8 +166,8 @@ impl Halves {
     /// The next item: one read ahead, else the next from the socket. When
     /// that one was there at the first poll (more may be: the pipelined
     /// case), every item already readable is then read ahead (polled once
-    /// each with this task's waker: the read a following `recv` would make
-    /// anyway); when it had to be waited for (a request-reply loop), the
+    /// each with this task's waker, a no-op one in the asyncio door: the
+    /// read a following `recv` would make anyway); when it had to be waited for (a request-reply loop), the
     /// socket has nothing more and the read-ahead, which would find nothing
     /// and still zero-fill a read buffer, is skipped. Cancel-safe, as
     /// `Rx::recv`.

@@ -171,6 +171,32 @@ async def test_stats_while_a_large_send_and_a_recv_are_pending(client: Client) -
         assert conn.stats.frames_sent == 1 and conn.stats.results == 1
 
 
+async def test_without_keepalive_a_waiting_recv_still_runs_timers(emu: Any) -> None:
+    """With keepalive off, a recv that waits still lets the connection's
+    timers run now and then (an ending session's close handshake has a
+    deadline the event loop would not wake it for)."""
+    client = emu.client(ping_interval=None, ping_timeout=None)
+    loop = asyncio.get_running_loop()
+    armed: List[float] = []
+    real = loop.call_later
+
+    def counting(delay: float, callback: Any, *args: Any, **kw: Any) -> Any:
+        if getattr(callback, "__name__", "") == "_heartbeat":
+            armed.append(delay)
+        return real(delay, callback, *args, **kw)
+
+    loop.call_later = counting  # type: ignore[method-assign]
+    try:
+        async with client.realtime_async("owner/echo") as conn:
+            waiting = asyncio.ensure_future(conn.recv(timeout=10))
+            await asyncio.sleep(0)  # the recv waits
+            await conn.send({"i": 1})
+            assert await waiting == {"i": 1}
+    finally:
+        del loop.call_later
+    assert armed and all(0 < d <= 1.0 for d in armed), armed
+
+
 async def test_close_while_another_task_awaits_recv(client: Client) -> None:
     async with client.realtime_async("owner/slow") as conn:
         waiting = asyncio.ensure_future(conn.recv())
