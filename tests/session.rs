@@ -263,49 +263,76 @@ async fn a_small_read_buffer_still_carries_large_frames() {
     assert_eq!(s.recv().await.unwrap().unwrap().to_value().unwrap(), big);
 }
 
+/// For sessions opened on one runtime and driven from another: a plain and
+/// a TLS emulator on a runtime of their own, a client of each with 20 ms
+/// keepalive pings, the runtime that drives (current-thread) and the one
+/// that opens (one worker).
+struct Elsewhere {
+    plain: Client,
+    tls: Client,
+    driver: tokio::runtime::Runtime,
+    opener: tokio::runtime::Runtime,
+    _emus: (Emulator, Emulator, tempdir::Dir),
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Elsewhere {
+    fn start() -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let emu = rt.block_on(emulator());
+        let (tls_emu, dir) = rt.block_on(tls_emulator());
+        let keepalive = |c: ClientConfig| ClientConfig {
+            ping_interval: Some(Duration::from_millis(20)),
+            ping_timeout: Some(Duration::from_secs(5)),
+            ..c
+        };
+        let plain = Client::new(keepalive(ClientConfig::local(&emu.ws_host(), KEY))).unwrap();
+        let port = tls_emu.addr().port();
+        let tls = Client::new(keepalive(ClientConfig {
+            credentials: Some(fal_realtime::Credentials::key(KEY)),
+            run_host: format!("localhost:{port}"),
+            rest_url: format!("https://localhost:{port}"),
+            extra_ca_file: Some(dir.path().join("ca.pem")),
+            ..Default::default()
+        }))
+        .unwrap();
+        let driver = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let opener = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        Elsewhere {
+            plain,
+            tls,
+            driver,
+            opener,
+            _emus: (emu, tls_emu, dir),
+            _rt: rt,
+        }
+    }
+}
+
 /// `connect_on` / `ws_connect_on`: open on one runtime, then drive from
 /// another. The opening runtime is shut down before the first send, so the
 /// sessions work only if their sockets (plain and TLS) and keepalive timers
 /// moved to the driving runtime.
 #[test]
 fn connect_on_moves_the_socket_and_timer_to_the_driving_runtime() {
-    let emu_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = emu_rt.block_on(emulator());
-    let (tls_emu, dir) = emu_rt.block_on(tls_emulator());
-    let keepalive = |c: ClientConfig| ClientConfig {
-        ping_interval: Some(Duration::from_millis(20)),
-        ping_timeout: Some(Duration::from_secs(5)),
-        ..c
-    };
-    let plain = Client::new(keepalive(ClientConfig::local(&emu.ws_host(), KEY))).unwrap();
-    let port = tls_emu.addr().port();
-    let tls = Client::new(keepalive(ClientConfig {
-        credentials: Some(fal_realtime::Credentials::key(KEY)),
-        run_host: format!("localhost:{port}"),
-        rest_url: format!("https://localhost:{port}"),
-        extra_ca_file: Some(dir.path().join("ca.pem")),
-        ..Default::default()
-    }))
-    .unwrap();
-
-    let driver = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let opener = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let h = Elsewhere::start();
+    let (plain, tls, driver, opener) = (&h.plain, &h.tls, &h.driver, h.opener);
     fn bounded<T>(what: &'static str) -> impl Fn(Result<T, tokio::time::error::Elapsed>) -> T {
         move |r| r.unwrap_or_else(|_| panic!("timed out: {what}"))
     }
     let (mut sessions, mut sockets) = (Vec::new(), Vec::new());
-    for c in [&plain, &tls] {
+    for c in [plain, tls] {
         let s = opener.block_on(async {
             tokio::time::timeout(
                 Duration::from_secs(10),
@@ -362,37 +389,8 @@ fn host_polled_sessions_are_driven_by_the_host_loop() {
     use std::future::Future;
     use std::task::Poll;
     use std::time::Instant;
-    let emu_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let emu = emu_rt.block_on(emulator());
-    let (tls_emu, dir) = emu_rt.block_on(tls_emulator());
-    let keepalive = |c: ClientConfig| ClientConfig {
-        ping_interval: Some(Duration::from_millis(20)),
-        ping_timeout: Some(Duration::from_secs(5)),
-        ..c
-    };
-    let plain = Client::new(keepalive(ClientConfig::local(&emu.ws_host(), KEY))).unwrap();
-    let port = tls_emu.addr().port();
-    let tls = Client::new(keepalive(ClientConfig {
-        credentials: Some(fal_realtime::Credentials::key(KEY)),
-        run_host: format!("localhost:{port}"),
-        rest_url: format!("https://localhost:{port}"),
-        extra_ca_file: Some(dir.path().join("ca.pem")),
-        ..Default::default()
-    }))
-    .unwrap();
-    let driver = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let opener = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let h = Elsewhere::start();
+    let (plain, tls, driver, opener) = (&h.plain, &h.tls, &h.driver, h.opener);
 
     /// The host's loop: poll `fut` inside `driver` (no reactor turn), and
     /// while it is pending wait for `fd` with `poll(2)` (at most 10 ms; then,
@@ -426,7 +424,7 @@ fn host_polled_sessions_are_driven_by_the_host_loop() {
         }
     }
     let (rd, wr) = (libc::POLLIN, libc::POLLOUT);
-    for c in [&plain, &tls] {
+    for c in [plain, tls] {
         let opened = opener.block_on(async {
             let s = c.connect_host_polled(driver.handle(), "me/echo", RealtimeOptions::default());
             let opts = WsOptions {
@@ -445,8 +443,8 @@ fn host_polled_sessions_are_driven_by_the_host_loop() {
         let fd = s.raw_fd().expect("a socket");
         for i in 0..3 {
             let id = format!("s{i}");
-            drive(&driver, fd, wr, false, s.send(&json!({ "request_id": id }))).unwrap();
-            let m = drive(&driver, fd, rd, false, s.recv()).unwrap().unwrap();
+            drive(driver, fd, wr, false, s.send(&json!({ "request_id": id }))).unwrap();
+            let m = drive(driver, fd, rd, false, s.recv()).unwrap().unwrap();
             assert_eq!(m.request_id(), Some(id.as_str()));
         }
         // A recv that waits runs keepalive: pings go out, pongs come back
@@ -456,20 +454,20 @@ fn host_polled_sessions_are_driven_by_the_host_loop() {
             if st.pings_sent >= 1 && st.pongs_received >= 1 {
                 break;
             }
-            let idle = drive(&driver, fd, rd, true, async {
+            let idle = drive(driver, fd, rd, true, async {
                 tokio::time::timeout(Duration::from_millis(50), s.recv()).await
             });
             assert!(idle.is_err(), "no message was due");
             st = s.stats();
         }
         assert!(st.pings_sent >= 1 && st.pongs_received >= 1, "{st:?}");
-        drive(&driver, fd, rd, false, s.close()).unwrap();
+        drive(driver, fd, rd, false, s.close()).unwrap();
 
         let fd = ws.raw_fd().expect("a socket");
-        drive(&driver, fd, wr, false, ws.send_text("hello")).unwrap();
-        let f = drive(&driver, fd, rd, false, ws.recv()).unwrap().unwrap();
+        drive(driver, fd, wr, false, ws.send_text("hello")).unwrap();
+        let f = drive(driver, fd, rd, false, ws.recv()).unwrap().unwrap();
         assert_eq!(f, Frame::Text("hello".into()));
-        drive(&driver, fd, rd, false, ws.close()).unwrap();
+        drive(driver, fd, rd, false, ws.close()).unwrap();
     }
     opener.shutdown_timeout(Duration::from_secs(5));
 }
