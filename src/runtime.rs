@@ -64,8 +64,6 @@ thread_local! {
     static IN_C_CALL: Cell<bool> = const { Cell::new(false) };
     /// Set on the shared runtime's threads.
     static ON_SHARED: Cell<bool> = const { Cell::new(false) };
-    /// Set on every library thread once its start hook ran.
-    static STARTED: Cell<bool> = const { Cell::new(false) };
     /// Set while a C door call must not wait for the runtime to stop
     /// (`*_free_nowait`, releases deferred to the end of a callback).
     static NO_WAIT: Cell<bool> = const { Cell::new(false) };
@@ -96,12 +94,19 @@ static HOOKS: Mutex<Hooks> = Mutex::new(Hooks {
     unstarted: 0,
 });
 
+#[cfg(test)]
+thread_local! {
+    /// Set on every library thread once its start hook ran (for the tests).
+    static STARTED: Cell<bool> = const { Cell::new(false) };
+}
+
 fn hooks() -> MutexGuard<'static, Hooks> {
     HOOKS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Run on every library thread first.
 fn thread_started() {
+    #[cfg(test)]
     STARTED.with(|c| c.set(true));
     {
         let mut h = hooks();
@@ -307,8 +312,9 @@ pub fn shared() -> &'static Runtime {
 /// An open (token fetch, TCP, TLS and WebSocket handshakes) spawned on the
 /// shared runtime from a thread outside it runs on one worker and wakes the
 /// other each time it makes a task ready (tokio hands work to idle workers),
-/// and that worker finds nothing to do: about nine thread switches per cold
-/// open (bench/ANALYSIS.md, finding E). With one worker, an open wakes one
+/// and that worker finds nothing to do: 11.4-14.5 thread switches per cold
+/// open there against 8.1-8.3 here (bench/ANALYSIS.md, the seventh
+/// session's section). With one worker, an open wakes one
 /// thread when it starts and its host's thread when it ends. Opens share the
 /// worker, as the connections of one event loop share that loop's thread;
 /// a blocking token provider runs on the runtime's blocking pool.

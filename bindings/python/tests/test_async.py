@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -171,11 +172,9 @@ async def test_stats_while_a_large_send_and_a_recv_are_pending(client: Client) -
         assert conn.stats.frames_sent == 1 and conn.stats.results == 1
 
 
-async def test_without_keepalive_a_waiting_recv_still_runs_timers(emu: Any) -> None:
-    """With keepalive off, a recv that waits still lets the connection's
-    timers run now and then (an ending session's close handshake has a
-    deadline the event loop would not wake it for)."""
-    client = emu.client(ping_interval=None, ping_timeout=None)
+@contextlib.contextmanager
+def heartbeats_armed() -> Iterator[List[float]]:
+    """The delays of the keepalive heartbeats the running loop arms meanwhile."""
     loop = asyncio.get_running_loop()
     armed: List[float] = []
     real = loop.call_later
@@ -187,13 +186,22 @@ async def test_without_keepalive_a_waiting_recv_still_runs_timers(emu: Any) -> N
 
     loop.call_later = counting  # type: ignore[method-assign]
     try:
+        yield armed
+    finally:
+        del loop.call_later
+
+
+async def test_without_keepalive_a_waiting_recv_still_runs_timers(emu: Any) -> None:
+    """With keepalive off, a recv that waits still lets the connection's
+    timers run now and then (an ending session's close handshake has a
+    deadline the event loop would not wake it for)."""
+    client = emu.client(ping_interval=None, ping_timeout=None)
+    with heartbeats_armed() as armed:
         async with client.realtime_async("owner/echo") as conn:
             waiting = asyncio.ensure_future(conn.recv(timeout=10))
             await asyncio.sleep(0)  # the recv waits
             await conn.send({"i": 1})
             assert await waiting == {"i": 1}
-    finally:
-        del loop.call_later
     assert armed and all(0 < d <= 1.0 for d in armed), armed
 
 
@@ -370,17 +378,7 @@ async def test_keepalive_timer_is_not_rearmed_per_message(emu: Any) -> None:
     """While recvs keep coming, one keepalive timer serves them (not a
     call_later and a cancel per message)."""
     client = emu.client()
-    loop = asyncio.get_running_loop()
-    armed = [0]
-    real = loop.call_later
-
-    def counting(delay: float, callback: Any, *args: Any, **kw: Any) -> Any:
-        if getattr(callback, "__name__", "") == "_heartbeat":
-            armed[0] += 1
-        return real(delay, callback, *args, **kw)
-
-    loop.call_later = counting  # type: ignore[method-assign]
-    try:
+    with heartbeats_armed() as armed:
         async with client.realtime_async("owner/echo") as conn:
             for i in range(100):
                 waiting = asyncio.ensure_future(conn.recv(timeout=10))
@@ -391,6 +389,4 @@ async def test_keepalive_timer_is_not_rearmed_per_message(emu: Any) -> None:
                 await conn.send({"j": i})
                 await asyncio.sleep(0.001)
                 assert await conn.recv(timeout=10) == {"j": i}
-    finally:
-        del loop.call_later
-    assert 1 <= armed[0] <= 3, armed[0]
+    assert 1 <= len(armed) <= 3, armed
