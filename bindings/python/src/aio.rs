@@ -179,8 +179,15 @@ fn loop_driver(py: Python<'_>, lp: &Bound<'_, PyAny>) -> PyResult<(Arc<LoopRt>, 
 
 pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// How long `close()` waits for the server's close reply.
+/// How long `close()` waits for the server's close reply, from when its
+/// close frame went out.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
+
+/// How long `close()` waits for the sends queued before it (and then its own
+/// close frame) to go out, when the server reads nothing more: then the sends
+/// still queued fail, and the close frame is not sent. As `websockets`'
+/// default `close_timeout`.
+const CLOSE_FLUSH: Duration = Duration::from_secs(10);
 
 /// Poll `fut` once inside the loop's runtime, GIL released. The socket is in
 /// no reactor (`Client::connect_host_polled`): a poll tries the read or
@@ -273,7 +280,26 @@ pub fn _settle(fut: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>, is_err: bool) -
 enum OpKind {
     Recv(BoxFut<Option<CoreResult<Item>>>),
     Send(BoxFut<CoreResult<()>>),
-    Close(BoxFut<()>, Instant),
+    Close(Box<Closing>),
+}
+
+/// A `close()` in progress. Its frame goes out after the sends queued before
+/// it (the pump polls operations in order, and the sends' lock is fair), for
+/// at most [`CLOSE_FLUSH`]; then the server's reply is awaited for at most
+/// [`CLOSE_DRAIN`] from when the frame went out.
+struct Closing {
+    fut: BoxFut<()>,
+    flush_by: Instant,
+    /// Set by `fut` once its close frame went out: the end of the reply's wait.
+    drain_by: Arc<std::sync::OnceLock<Instant>>,
+}
+
+impl Closing {
+    /// When this close gives up waiting: for the reply once the frame went
+    /// out, else for the flush.
+    fn deadline(&self) -> Instant {
+        self.drain_by.get().copied().unwrap_or(self.flush_by)
+    }
 }
 
 struct Op {
@@ -290,10 +316,11 @@ struct LoopState {
     reader: bool,
     writer: bool,
     next_id: u64,
-    /// The `call_later` that ends a close's wait for the server's reply: it
-    /// holds a reference to the connection, so it is cancelled once the close
-    /// finished (else the socket and runtime live on for that long).
-    close_timer: Option<Py<PyAny>>,
+    /// The `call_later` that ends a close's wait (for its flush, then for the
+    /// server's reply), with the deadline it is armed for: it holds a
+    /// reference to the connection, so it is cancelled once the close finished
+    /// (else the socket and runtime live on for that long).
+    close_timer: Option<(Py<PyAny>, Instant)>,
     /// The periodic `call_later` that runs keepalive while a recv waits.
     heartbeat_timer: Option<Py<PyAny>>,
 }
@@ -403,7 +430,12 @@ impl AsyncConnection {
                 .ops
                 .iter()
                 .any(|op| matches!(op.kind, OpKind::Recv(_) | OpKind::Close(..)));
-            let want_write = st.ops.iter().any(|op| matches!(op.kind, OpKind::Send(_)));
+            let want_write = st.ops.iter().any(|op| match &op.kind {
+                OpKind::Send(_) => true,
+                // Its close frame may wait for the socket to take it.
+                OpKind::Close(c) => c.drain_by.get().is_none(),
+                OpKind::Recv(_) => false,
+            });
             let want_beat = st.ops.iter().any(|op| matches!(op.kind, OpKind::Recv(_)));
             (
                 want_read,
@@ -498,6 +530,8 @@ impl AsyncConnection {
         let mut keep = VecDeque::with_capacity(ops.len());
         let mut delivered: Vec<(Py<PyAny>, PyResult<Bound<'_, PyAny>>)> = Vec::new();
         let now = Instant::now();
+        let mut flush_failed = false;
+        let mut close_wait = None;
         while let Some(mut op) = ops.pop_front() {
             let finished = match &mut op.kind {
                 OpKind::Recv(f) => match tick_with(py, this.rt(), f, timers) {
@@ -526,14 +560,19 @@ impl AsyncConnection {
                     }
                     Poll::Pending => false,
                 },
-                OpKind::Close(f, deadline) => {
-                    if tick_with(py, this.rt(), f, timers).is_ready() || now >= *deadline {
+                OpKind::Close(c) => {
+                    let done = tick_with(py, this.rt(), &mut c.fut, timers).is_ready();
+                    if done || now >= c.deadline() {
+                        // Given up before its frame went out: the sends
+                        // queued before it never will either.
+                        flush_failed = !done && c.drain_by.get().is_none();
                         delivered.push((op.pyfut.clone_ref(py), Ok(py.None().into_bound(py))));
-                        if let Some(t) = this.lock().close_timer.take() {
+                        if let Some((t, _)) = this.lock().close_timer.take() {
                             t.bind(py).call_method0(intern!(py, "cancel"))?;
                         }
                         true
                     } else {
+                        close_wait = Some(c.deadline());
                         false
                     }
                 }
@@ -541,6 +580,20 @@ impl AsyncConnection {
             if !finished {
                 keep.push_back(op);
             }
+        }
+        if flush_failed {
+            // No silent loss: each send still queued fails, saying why.
+            keep.retain(|op| {
+                if matches!(op.kind, OpKind::Send(_)) {
+                    delivered.push((op.pyfut.clone_ref(py), Err(errors::unsent_at_close(CLOSE_FLUSH))));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        if let Some(at) = close_wait {
+            Self::arm_close_timer(slf, at)?;
         }
         {
             let mut st = this.lock();
@@ -558,6 +611,29 @@ impl AsyncConnection {
         for (fut, r) in delivered {
             settle(fut.bind(py), r)?;
         }
+        Ok(())
+    }
+
+    /// Pump at `at` (a pending close's deadline), unless armed for it already.
+    fn arm_close_timer(slf: &Bound<'_, Self>, at: Instant) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let old = {
+            let mut st = this.lock();
+            if matches!(&st.close_timer, Some((_, armed)) if *armed == at) {
+                return Ok(());
+            }
+            st.close_timer.take()
+        };
+        if let Some((t, _)) = old {
+            t.bind(py).call_method0(intern!(py, "cancel"))?;
+        }
+        let delay = at.saturating_duration_since(Instant::now()).as_secs_f64() + 0.01;
+        let timer = this.event_loop.bind(py).call_method1(
+            intern!(py, "call_later"),
+            (delay, slf.getattr(intern!(py, "_pump"))?),
+        )?;
+        this.lock().close_timer = Some((timer.unbind(), at));
         Ok(())
     }
 
@@ -642,9 +718,10 @@ impl AsyncConnection {
         Self::enqueue(slf, OpKind::Recv(fut)).map(|f| (false, f))
     }
 
-    /// Close (realtime: code 1000; raw sockets: `code` and `reason`), then wait
-    /// briefly for the server's close reply. Returns `None` when done already,
-    /// else an awaitable.
+    /// Close (realtime: code 1000; raw sockets: `code` and `reason`) after
+    /// the sends queued before it (see [`Closing`]), then wait briefly for the
+    /// server's close reply. Returns `None` when done already, else an
+    /// awaitable.
     #[pyo3(signature = (code = 1000, reason = String::new()))]
     fn close<'py>(slf: &Bound<'py, Self>, code: u16, reason: String) -> PyResult<Option<Bound<'py, PyAny>>> {
         let py = slf.py();
@@ -656,31 +733,40 @@ impl AsyncConnection {
             return Ok(None);
         }
         let halves = this.halves.clone();
+        let drain_by = Arc::new(std::sync::OnceLock::new());
+        let sent = drain_by.clone();
         let mut fut: BoxFut<()> = Box::pin(async move {
             let _ = halves.tx.lock().await.close(code, &reason).await;
+            let _ = sent.set(Instant::now() + CLOSE_DRAIN);
             // Read until the server's close reply, unless someone else is reading.
             if let Ok(mut rx) = halves.rx.try_lock() {
                 rx.finish_close().await;
             }
         });
-        if tick(py, this.rt(), &mut fut).is_ready() {
+        // Sends queued before the close go out first: polled now, the close
+        // would take the sends' lock ahead of those not yet polled, which
+        // would then fail as closed. The pump polls it after them.
+        let sends_queued = this
+            .lock()
+            .ops
+            .iter()
+            .any(|op| matches!(op.kind, OpKind::Send(_)));
+        if !sends_queued && tick(py, this.rt(), &mut fut).is_ready() {
             // A recv may still be pending (it gets the server's close reply).
             if this.lock().ops.is_empty() {
                 this.unwatch(py);
             }
             return Ok(None);
         }
-        let deadline = Instant::now() + CLOSE_DRAIN;
-        let pyfut = Self::enqueue(slf, OpKind::Close(fut, deadline))?;
-        // Give up waiting for the reply after CLOSE_DRAIN.
-        let timer = this.event_loop.bind(py).call_method1(
-            intern!(py, "call_later"),
-            (
-                CLOSE_DRAIN.as_secs_f64() + 0.01,
-                slf.getattr(intern!(py, "_pump"))?,
-            ),
-        )?;
-        this.lock().close_timer = Some(timer.unbind());
+        let closing = Closing {
+            fut,
+            flush_by: Instant::now() + CLOSE_FLUSH,
+            drain_by,
+        };
+        let at = closing.deadline();
+        let pyfut = Self::enqueue(slf, OpKind::Close(Box::new(closing)))?;
+        // Give up at the deadline even when the socket stays silent.
+        Self::arm_close_timer(slf, at)?;
         Ok(Some(pyfut))
     }
 

@@ -68,6 +68,18 @@ pub fn closed_by_caller() -> PyErr {
     of_kind(ErrorKind::NotConnected, "the connection is closed")
 }
 
+/// `ClosedError`: `close()` gave up waiting for this queued send to go out
+/// (the server read nothing more for `waited`); it was not sent.
+pub fn unsent_at_close(waited: std::time::Duration) -> PyErr {
+    of_kind(
+        ErrorKind::Closed,
+        format!(
+            "not sent: close() was called with this input still queued, and the server read nothing more for {} s",
+            waited.as_secs()
+        ),
+    )
+}
+
 /// A `DecodeError` wrapping a Python exception raised while decoding.
 pub fn decode_from(py: Python<'_>, what: &str, err: PyErr) -> PyErr {
     let detail = describe(py, &err);

@@ -214,6 +214,48 @@ async def test_close_while_another_task_awaits_recv(client: Client) -> None:
         assert await asyncio.wait_for(waiting, 10) is None
 
 
+async def test_close_sends_the_inputs_queued_before_it_first(client: Client) -> None:
+    """Sends queued behind a busy socket when ``close()`` is called go out
+    before its close frame (they used to fail as closed: the close took the
+    socket ahead of the sends not yet polled)."""
+    blob = os.urandom(1 << 20)
+    n = 16
+    async with client.realtime_async("owner/echo", max_buffering=n) as conn:
+
+        async def read_all() -> None:
+            while await conn.recv(timeout=30) is not None:
+                pass
+
+        reader = asyncio.ensure_future(read_all())
+        sends = [asyncio.ensure_future(conn.send({"i": i, "blob": blob})) for i in range(n)]
+        await asyncio.sleep(0)  # each send task ran once: the first went out, others wait
+        assert not all(s.done() for s in sends)  # the case under test: sends queued
+        await asyncio.wait_for(conn.close(), 30)
+        assert await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 30) == [None] * n
+        await asyncio.wait_for(reader, 30)
+        assert conn.stats.frames_sent == n
+
+
+async def test_close_fails_the_queued_sends_a_silent_server_never_reads(client: Client) -> None:
+    """When the server reads nothing more, ``close()`` gives up on the queued
+    sends after its flush bound (10 s) instead of waiting for ever, and each
+    one not sent raises ``ClosedError`` saying so: none is lost silently."""
+    blob = bytes(1 << 20)
+    async with client.realtime_async("owner/control") as conn:
+        await conn.send({"do": "pause", "ms": 60000})  # the server stops reading
+        sends = [asyncio.ensure_future(conn.send({"i": i, "blob": blob})) for i in range(64)]
+        await asyncio.sleep(0.5)
+        assert not all(s.done() for s in sends)  # the socket's buffers are full
+        await asyncio.wait_for(conn.close(), 30)
+        res = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+        unsent = [r for r in res if r is not None]
+        assert unsent, res
+        for r in unsent:
+            assert isinstance(r, fal_realtime.ClosedError), r
+            assert "not sent" in str(r) and "10 s" in str(r), r
+        assert conn.stats.frames_sent == 1 + res.count(None)
+
+
 async def test_recv_cancelled_after_its_result_arrived_gives_it_back() -> None:
     """The race behind the test above, made deterministic: the result is set
     on the future a recv awaits, and the task is cancelled before it resumes

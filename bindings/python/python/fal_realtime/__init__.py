@@ -235,7 +235,13 @@ class AsyncRealtimeConnection:
         return cast("Optional[Dict[str, Any]]", await _recv(self._c, timeout))
 
     async def close(self) -> None:
-        """Close the connection (code 1000). Idempotent."""
+        """Close the connection (code 1000). Idempotent.
+
+        Inputs still queued (sends other tasks started) go out first, then the
+        close frame; then waits up to 1 s for the server's reply. While the
+        server reads nothing, waits at most 10 s for those sends: each one still
+        queued then raises :class:`ClosedError`.
+        """
         pending = self._c.close()
         if pending is not None:
             await pending
@@ -313,7 +319,11 @@ class AsyncWsConnection:
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close with ``code`` and ``reason`` and wait up to 1 s for the server's
         reply (then :attr:`close_code` is known). Idempotent. A code that cannot be
-        sent, or a reason over 123 bytes, raises :class:`InvalidArgumentError`."""
+        sent, or a reason over 123 bytes, raises :class:`InvalidArgumentError`.
+
+        Frames still queued (sends other tasks started) go out before the close
+        frame; while the server reads nothing, for at most 10 s: each one still
+        queued then raises :class:`ClosedError`."""
         pending = self._c.close(code, reason)
         if pending is not None:
             await pending

@@ -171,7 +171,8 @@ class AsyncConnection:
     def recv(self) -> Tuple[bool, Any]:
         """``(True, value)`` when ready now, else ``(False, awaitable)``."""
     def close(self, code: int = 1000, reason: str = ...) -> Optional[Awaitable[None]]:
-        """Close; ``None`` when done already, else an awaitable."""
+        """Close after the sends queued before it (at most 10 s while the server
+        reads nothing; those left then fail); ``None`` when done already, else an awaitable."""
     @property
     def close_code(self) -> Optional[int]:
         """Raw sockets: the close code of how the socket ended; ``None`` while open."""
