@@ -251,7 +251,11 @@ impl OpDone {
         let removed = {
             let mut st = conn.get().state.lock().unwrap_or_else(|p| p.into_inner());
             let before = st.ops.len();
-            st.ops.retain(|op| op.id != self.id);
+            // A close goes on when its awaiter is cancelled (as `websockets`'
+            // close): the sends queued before it keep their bound, its timer
+            // ends, and a later `close()` waits for the same end.
+            st.ops
+                .retain(|op| op.id != self.id || matches!(op.kind, OpKind::Close(..)));
             st.ops.len() != before
         };
         if removed {
@@ -284,14 +288,19 @@ enum OpKind {
 }
 
 /// A `close()` in progress. Its frame goes out after the sends queued before
-/// it (the pump polls operations in order, and the sends' lock is fair), for
-/// at most [`CLOSE_FLUSH`]; then the server's reply is awaited for at most
-/// [`CLOSE_DRAIN`] from when the frame went out.
+/// it (the pump polls operations in order, and the sends' lock is fair), as
+/// long as one of them finishes at least every [`CLOSE_FLUSH`]; then the
+/// server's reply is awaited for at most [`CLOSE_DRAIN`] from when the frame
+/// went out. Given up in the flush, the connection is shut down (no close
+/// frame): the sends still queued fail, pending recvs end.
 struct Closing {
     fut: BoxFut<()>,
+    /// Pushed on by every queued send that finishes.
     flush_by: Instant,
     /// Set by `fut` once its close frame went out: the end of the reply's wait.
     drain_by: Arc<std::sync::OnceLock<Instant>>,
+    /// The futures of later `close()` calls made while this one runs.
+    waiters: Vec<Py<PyAny>>,
 }
 
 impl Closing {
@@ -424,12 +433,15 @@ impl AsyncConnection {
     fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (want_read, want_write, has_reader, has_writer, want_beat, has_beat) = {
+        let (want_read, keep_read, want_write, has_reader, has_writer, want_beat, has_beat) = {
             let st = this.lock();
-            let want_read = st
-                .ops
-                .iter()
-                .any(|op| matches!(op.kind, OpKind::Recv(_) | OpKind::Close(..)));
+            // A close reads once its frame went out (for the server's reply);
+            // while it flushes, incoming data would wake the pump for nothing.
+            let want_read = st.ops.iter().any(|op| match &op.kind {
+                OpKind::Recv(_) => true,
+                OpKind::Close(c) => c.drain_by.get().is_some(),
+                OpKind::Send(_) => false,
+            });
             let want_write = st.ops.iter().any(|op| match &op.kind {
                 OpKind::Send(_) => true,
                 // Its close frame may wait for the socket to take it.
@@ -439,6 +451,11 @@ impl AsyncConnection {
             let want_beat = st.ops.iter().any(|op| matches!(op.kind, OpKind::Recv(_)));
             (
                 want_read,
+                // The reader stays while nothing is pending (cheaper than
+                // re-adding it for every recv; a wake-up with nothing pending
+                // reads ahead and removes it), but not while only sends wait:
+                // unread data would wake the pump on every loop iteration.
+                if st.ops.is_empty() { None } else { Some(want_read) },
                 want_write,
                 st.reader,
                 st.writer,
@@ -463,6 +480,9 @@ impl AsyncConnection {
                 (this.fd, slf.getattr(intern!(py, "_pump"))?),
             )?;
             this.lock().reader = true;
+        } else if keep_read == Some(false) && has_reader {
+            lp.call_method1(intern!(py, "remove_reader"), (this.fd,))?;
+            this.lock().reader = false;
         }
         // Writable is nearly always true: never keep the writer without a pending send.
         if want_write && !has_writer {
@@ -532,6 +552,7 @@ impl AsyncConnection {
         let now = Instant::now();
         let mut flush_failed = false;
         let mut close_wait = None;
+        let mut sent_any = false;
         while let Some(mut op) = ops.pop_front() {
             let finished = match &mut op.kind {
                 OpKind::Recv(f) => match tick_with(py, this.rt(), f, timers) {
@@ -552,6 +573,7 @@ impl AsyncConnection {
                 },
                 OpKind::Send(f) => match tick_with(py, this.rt(), f, timers) {
                     Poll::Ready(r) => {
+                        sent_any = true;
                         let v = r
                             .map(|()| py.None().into_bound(py))
                             .map_err(|e| errors::to_py(py, &e));
@@ -561,14 +583,21 @@ impl AsyncConnection {
                     Poll::Pending => false,
                 },
                 OpKind::Close(c) => {
+                    if sent_any {
+                        // The server reads: the flush goes on.
+                        c.flush_by = now + CLOSE_FLUSH;
+                    }
                     let done = tick_with(py, this.rt(), &mut c.fut, timers).is_ready();
                     if done || now >= c.deadline() {
                         // Given up before its frame went out: the sends
                         // queued before it never will either.
                         flush_failed = !done && c.drain_by.get().is_none();
                         delivered.push((op.pyfut.clone_ref(py), Ok(py.None().into_bound(py))));
+                        for w in c.waiters.drain(..) {
+                            delivered.push((w, Ok(py.None().into_bound(py))));
+                        }
                         if let Some((t, _)) = this.lock().close_timer.take() {
-                            t.bind(py).call_method0(intern!(py, "cancel"))?;
+                            let _ = t.bind(py).call_method0(intern!(py, "cancel"));
                         }
                         true
                     } else {
@@ -582,6 +611,13 @@ impl AsyncConnection {
             }
         }
         if flush_failed {
+            // End the connection: a send partly written must never finish
+            // later, and pending recvs end now (the socket then reads EOF).
+            // The descriptor stays open (the connection owns it) until dropped.
+            // SAFETY: `fd` is this connection's socket, open while `halves` lives.
+            unsafe {
+                libc::shutdown(this.fd, libc::SHUT_RDWR);
+            }
             // No silent loss: each send still queued fails, saying why.
             keep.retain(|op| {
                 if matches!(op.kind, OpKind::Send(_)) {
@@ -592,26 +628,31 @@ impl AsyncConnection {
                 }
             });
         }
-        if let Some(at) = close_wait {
-            Self::arm_close_timer(slf, at)?;
-        }
         {
             let mut st = this.lock();
             // Operations queued meanwhile go after the ones kept.
             keep.append(&mut st.ops);
             st.ops = keep;
         }
-        // The reader stays registered (cheaper than re-adding it for every
-        // recv); a wake-up with nothing pending removes it, as does the end.
+        // The ops are back and every result is delivered before an error
+        // from the event loop (a closed loop) is raised.
+        let mut first_err = None;
         if this.closed.load(Ordering::Acquire) && this.lock().ops.is_empty() {
             this.unwatch(py);
-        } else {
-            Self::watch(slf)?;
+        } else if let Err(e) = Self::watch(slf) {
+            first_err = Some(e);
+        }
+        if let Some(at) = close_wait {
+            if let Err(e) = Self::arm_close_timer(slf, at) {
+                first_err.get_or_insert(e);
+            }
         }
         for (fut, r) in delivered {
-            settle(fut.bind(py), r)?;
+            if let Err(e) = settle(fut.bind(py), r) {
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(())
+        first_err.map_or(Ok(()), Err)
     }
 
     /// Pump at `at` (a pending close's deadline), unless armed for it already.
@@ -626,12 +667,12 @@ impl AsyncConnection {
             st.close_timer.take()
         };
         if let Some((t, _)) = old {
-            t.bind(py).call_method0(intern!(py, "cancel"))?;
+            let _ = t.bind(py).call_method0(intern!(py, "cancel"));
         }
         let delay = at.saturating_duration_since(Instant::now()).as_secs_f64() + 0.01;
         let timer = this.event_loop.bind(py).call_method1(
             intern!(py, "call_later"),
-            (delay, slf.getattr(intern!(py, "_pump"))?),
+            (delay, slf.getattr(intern!(py, "_close_timer"))?),
         )?;
         this.lock().close_timer = Some((timer.unbind(), at));
         Ok(())
@@ -730,7 +771,28 @@ impl AsyncConnection {
             fal_realtime::WsSender::check_close(code, &reason).map_err(|e| errors::to_py(py, &e))?;
         }
         if this.closed.swap(true, Ordering::AcqRel) {
-            return Ok(None);
+            // A close in progress (its first awaiter may have been
+            // cancelled): wait for its end too.
+            let closing = |op: &Op| matches!(op.kind, OpKind::Close(..));
+            if !this.lock().ops.iter().any(closing) {
+                return Ok(None);
+            }
+            let fut = this
+                .event_loop
+                .bind(py)
+                .call_method0(intern!(py, "create_future"))?;
+            let waiting = match this.lock().ops.iter_mut().find(|op| closing(op)) {
+                Some(Op {
+                    kind: OpKind::Close(c),
+                    ..
+                }) => {
+                    c.waiters.push(fut.clone().unbind());
+                    true
+                }
+                _ => false,
+            };
+            // Finished meanwhile (another thread's pump): done.
+            return Ok(waiting.then_some(fut));
         }
         let halves = this.halves.clone();
         let drain_by = Arc::new(std::sync::OnceLock::new());
@@ -762,6 +824,7 @@ impl AsyncConnection {
             fut,
             flush_by: Instant::now() + CLOSE_FLUSH,
             drain_by,
+            waiters: Vec::new(),
         };
         let at = closing.deadline();
         let pyfut = Self::enqueue(slf, OpKind::Close(Box::new(closing)))?;
@@ -787,6 +850,13 @@ impl AsyncConnection {
 
     /// Drive pending operations (the event loop calls this when the socket is ready).
     fn _pump(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::pump(slf, false)
+    }
+
+    /// A close's deadline: drive pending operations (re-armed by the pump
+    /// while the close goes on, also when this fired early).
+    fn _close_timer(slf: &Bound<'_, Self>) -> PyResult<()> {
+        slf.get().lock().close_timer = None;
         Self::pump(slf, false)
     }
 

@@ -74,7 +74,7 @@ pub fn unsent_at_close(waited: std::time::Duration) -> PyErr {
     of_kind(
         ErrorKind::Closed,
         format!(
-            "not sent: close() was called with this input still queued, and the server read nothing more for {} s",
+            "not sent: close() was called with this input still queued, and for {} s no queued input went out (the server read nothing); the connection was shut down",
             waited.as_secs()
         ),
     )

@@ -256,6 +256,73 @@ async def test_close_fails_the_queued_sends_a_silent_server_never_reads(client: 
         assert conn.stats.frames_sent == 1 + res.count(None)
 
 
+async def test_a_close_given_up_ends_the_connection_and_outlives_its_cancelled_awaiter(
+    client: Client,
+) -> None:
+    """A ``close()`` whose awaiter is cancelled goes on (before, its sends lost
+    their bound and a second ``close()`` returned at once); a second
+    ``close()`` waits for the same end. Given up on a server that reads
+    nothing, it shuts the connection down: a pending ``recv`` ends then (before,
+    it waited for the server), and no send partly written can finish later."""
+    blob = bytes(1 << 20)
+    async with client.realtime_async("owner/control") as conn:
+        await conn.send({"do": "pause", "ms": 60000})  # the server stops reading
+        recv = asyncio.ensure_future(conn.recv(timeout=60))
+        sends = [asyncio.ensure_future(conn.send({"i": i, "blob": blob})) for i in range(64)]
+        await asyncio.sleep(0.5)
+        assert not all(s.done() for s in sends)  # the socket's buffers are full
+        first = asyncio.ensure_future(conn.close())
+        await asyncio.sleep(0.2)
+        first.cancel()
+        started = time.monotonic()
+        await asyncio.wait_for(conn.close(), 30)  # waits for the flush bound
+        assert time.monotonic() - started > 5, "the second close waited for the first's end"
+        res = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+        assert any(r is not None for r in res), res
+        for r in res:
+            assert r is None or (isinstance(r, fal_realtime.ClosedError) and "not sent" in str(r)), r
+        with contextlib.suppress(fal_realtime.FalRealtimeError):
+            assert await asyncio.wait_for(recv, 5) is None
+
+
+async def test_sends_waiting_on_a_full_socket_do_not_spin_the_event_loop(client: Client) -> None:
+    """While sends wait for a socket the server no longer reads (it is blocked
+    writing echoes nobody reads), the event loop sleeps: the socket's reader is
+    not kept registered for data no operation wants (before, every loop
+    iteration woke the pump for it: a busy loop at 100 % CPU)."""
+    loop = asyncio.get_running_loop()
+    selector = getattr(loop, "_selector", None)
+    if selector is None:
+        pytest.skip("counts the selector calls of asyncio's own event loop")
+    blob = bytes(1 << 20)
+    n = 48
+    async with client.realtime_async("owner/echo", max_buffering=n) as conn:
+        first = asyncio.ensure_future(conn.recv(timeout=30))
+        await asyncio.sleep(0)  # a recv waits: the socket's reader is registered
+        await conn.send({"i": -1})
+        assert await first == {"i": -1}
+        sends = [asyncio.ensure_future(conn.send({"i": i, "blob": blob})) for i in range(n)]
+        await asyncio.sleep(1.0)  # echoes fill the buffers; both sides wait to write
+        assert not all(s.done() for s in sends)
+        calls = 0
+        select = selector.select
+
+        def counting(timeout: Any = None) -> Any:
+            nonlocal calls
+            calls += 1
+            return select(timeout)
+
+        selector.select = counting
+        try:
+            await asyncio.sleep(0.5)
+        finally:
+            del selector.select
+        assert calls < 50, f"{calls} event loop iterations in 0.5 s with nothing to do"
+        for _ in range(n):  # reading unblocks the server, then the sends
+            assert (await conn.recv(timeout=30))["blob"] == blob
+        assert await asyncio.wait_for(asyncio.gather(*sends), 30) == [None] * n
+
+
 async def test_recv_cancelled_after_its_result_arrived_gives_it_back() -> None:
     """The race behind the test above, made deterministic: the result is set
     on the future a recv awaits, and the task is cancelled before it resumes

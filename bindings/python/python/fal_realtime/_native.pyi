@@ -171,8 +171,9 @@ class AsyncConnection:
     def recv(self) -> Tuple[bool, Any]:
         """``(True, value)`` when ready now, else ``(False, awaitable)``."""
     def close(self, code: int = 1000, reason: str = ...) -> Optional[Awaitable[None]]:
-        """Close after the sends queued before it (at most 10 s while the server
-        reads nothing; those left then fail); ``None`` when done already, else an awaitable."""
+        """Close after the sends queued before it (given up when none finishes for
+        10 s: the socket is shut down, those left fail); ``None`` when done
+        already, else an awaitable (also while an earlier close runs)."""
     @property
     def close_code(self) -> Optional[int]:
         """Raw sockets: the close code of how the socket ended; ``None`` while open."""
