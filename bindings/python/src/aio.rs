@@ -28,9 +28,11 @@ use crate::hooks;
 use crate::stats::PyStats;
 use crate::util;
 use fal_realtime::{ErrorKind, Frame, Result as CoreResult};
+use pyo3::gc::PyVisit;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::PyTraverseError;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -183,10 +185,11 @@ pub type BoxFut<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// close frame went out.
 const CLOSE_DRAIN: Duration = Duration::from_secs(1);
 
-/// How long `close()` waits for the sends queued before it (and then its own
-/// close frame) to go out, when the server reads nothing more: then the sends
-/// still queued fail, and the close frame is not sent. As `websockets`'
-/// default `close_timeout`.
+/// How long `close()` waits for the next of the sends queued before it (and
+/// then its own close frame) to go out: when none finishes for that long (the
+/// server reads nothing, or too little), the close gives up, shuts the socket
+/// down without a close frame, and the sends still queued fail. As
+/// `websockets`' default `close_timeout`.
 const CLOSE_FLUSH: Duration = Duration::from_secs(10);
 
 /// Poll `fut` once inside the loop's runtime, GIL released. The socket is in
@@ -253,14 +256,14 @@ impl OpDone {
             let before = st.ops.len();
             // A close goes on when its awaiter is cancelled (as `websockets`'
             // close): the sends queued before it keep their bound, its timer
-            // ends, and a later `close()` waits for the same end.
+            // ends, and a later `close()` waits for the same end (`close_waiters`).
             st.ops
                 .retain(|op| op.id != self.id || matches!(op.kind, OpKind::Close(..)));
             st.ops.len() != before
         };
         if removed {
             // The dropped operation may have held a lock others wait for.
-            AsyncConnection::pump(conn, false)?;
+            AsyncConnection::pump(conn, false, false)?;
         }
         Ok(())
     }
@@ -299,8 +302,6 @@ struct Closing {
     flush_by: Instant,
     /// Set by `fut` once its close frame went out: the end of the reply's wait.
     drain_by: Arc<std::sync::OnceLock<Instant>>,
-    /// The futures of later `close()` calls made while this one runs.
-    waiters: Vec<Py<PyAny>>,
 }
 
 impl Closing {
@@ -332,6 +333,9 @@ struct LoopState {
     close_timer: Option<(Py<PyAny>, Instant)>,
     /// The periodic `call_later` that runs keepalive while a recv waits.
     heartbeat_timer: Option<Py<PyAny>>,
+    /// While a close is in progress: the futures of the later `close()`
+    /// calls, resolved with it. Outside `ops`, which a pump takes out.
+    close_waiters: Option<Vec<Py<PyAny>>>,
 }
 
 /// The native half of an asyncio connection; wrapped by
@@ -425,15 +429,21 @@ impl AsyncConnection {
             },
         )?;
         pyfut.call_method1(intern!(py, "add_done_callback"), (done,))?;
-        Self::watch(slf)?;
+        Self::watch(slf, false)?;
         Ok(pyfut)
     }
 
-    /// Register the socket with the event loop as the pending operations need.
-    fn watch(slf: &Bound<'_, Self>) -> PyResult<()> {
+    /// Register the socket with the event loop as the pending operations
+    /// need. The reader stays while nothing is pending (cheaper than re-adding
+    /// it for every recv; a wake-up with nothing pending reads ahead and
+    /// removes it); `readable` (the pump runs for the reader): it is removed
+    /// when operations wait and none reads, else unread data would wake the
+    /// pump on every loop iteration. Not removed eagerly: a recv loop beside a
+    /// send waiting for the socket would remove and re-add it per message.
+    fn watch(slf: &Bound<'_, Self>, readable: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
-        let (want_read, keep_read, want_write, has_reader, has_writer, want_beat, has_beat) = {
+        let (want_read, drop_reader, want_write, has_reader, has_writer, want_beat, has_beat) = {
             let st = this.lock();
             // A close reads once its frame went out (for the server's reply);
             // while it flushes, incoming data would wake the pump for nothing.
@@ -451,11 +461,7 @@ impl AsyncConnection {
             let want_beat = st.ops.iter().any(|op| matches!(op.kind, OpKind::Recv(_)));
             (
                 want_read,
-                // The reader stays while nothing is pending (cheaper than
-                // re-adding it for every recv; a wake-up with nothing pending
-                // reads ahead and removes it), but not while only sends wait:
-                // unread data would wake the pump on every loop iteration.
-                if st.ops.is_empty() { None } else { Some(want_read) },
+                readable && !want_read && !st.ops.is_empty(),
                 want_write,
                 st.reader,
                 st.writer,
@@ -477,10 +483,10 @@ impl AsyncConnection {
         if want_read && !has_reader {
             lp.call_method1(
                 intern!(py, "add_reader"),
-                (this.fd, slf.getattr(intern!(py, "_pump"))?),
+                (this.fd, slf.getattr(intern!(py, "_readable"))?),
             )?;
             this.lock().reader = true;
-        } else if keep_read == Some(false) && has_reader {
+        } else if drop_reader && has_reader {
             lp.call_method1(intern!(py, "remove_reader"), (this.fd,))?;
             this.lock().reader = false;
         }
@@ -499,7 +505,8 @@ impl AsyncConnection {
     }
 
     fn cancel_heartbeat(&self, py: Python<'_>) {
-        if let Some(t) = self.lock().heartbeat_timer.take() {
+        let timer = self.lock().heartbeat_timer.take();
+        if let Some(t) = timer {
             let _ = t.bind(py).call_method0(intern!(py, "cancel"));
         }
     }
@@ -528,8 +535,9 @@ impl AsyncConnection {
     }
 
     /// Drive every pending operation once, in order; resolve the finished
-    /// ones. `timers`: let the runtime's timers run too (the heartbeat).
-    fn pump(slf: &Bound<'_, Self>, timers: bool) -> PyResult<()> {
+    /// ones. `timers`: let the runtime's timers run too (the heartbeat);
+    /// `readable`: the socket's reader called (see [`Self::watch`]).
+    fn pump(slf: &Bound<'_, Self>, timers: bool, readable: bool) -> PyResult<()> {
         let py = slf.py();
         let this = slf.get();
         let mut ops = std::mem::take(&mut this.lock().ops);
@@ -558,11 +566,17 @@ impl AsyncConnection {
                 OpKind::Recv(f) => match tick_with(py, this.rt(), f, timers) {
                     Poll::Ready(out) => {
                         let r = recv_result(py, out);
+                        // Cancelled (done) or not; an error says so at its settle.
+                        let waiting = !op
+                            .pyfut
+                            .bind(py)
+                            .call_method0(intern!(py, "done"))
+                            .and_then(|d| d.is_truthy())
+                            .unwrap_or(false);
                         // Arrival order: through the stash when a recv was cancelled.
                         let mut st = this.lock();
                         st.stash.push_back(r.map(Bound::unbind));
-                        let fut = op.pyfut.bind(py);
-                        if !fut.call_method0(intern!(py, "done"))?.is_truthy()? {
+                        if waiting {
                             if let Some(next) = st.stash.pop_front() {
                                 delivered.push((op.pyfut.clone_ref(py), next.map(|v| v.into_bound(py))));
                             }
@@ -593,10 +607,14 @@ impl AsyncConnection {
                         // queued before it never will either.
                         flush_failed = !done && c.drain_by.get().is_none();
                         delivered.push((op.pyfut.clone_ref(py), Ok(py.None().into_bound(py))));
-                        for w in c.waiters.drain(..) {
+                        let (timer, waiters) = {
+                            let mut st = this.lock();
+                            (st.close_timer.take(), st.close_waiters.take())
+                        };
+                        for w in waiters.into_iter().flatten() {
                             delivered.push((w, Ok(py.None().into_bound(py))));
                         }
-                        if let Some((t, _)) = this.lock().close_timer.take() {
+                        if let Some((t, _)) = timer {
                             let _ = t.bind(py).call_method0(intern!(py, "cancel"));
                         }
                         true
@@ -627,6 +645,17 @@ impl AsyncConnection {
                     true
                 }
             });
+            // The sends (and their hold on the sending half) are gone: the
+            // receiving half reads the end now, so the socket is known to be
+            // over (raw sockets: `close_code` 1006), unless a pending recv
+            // holds it (that one reads the end at its next poll).
+            let halves = this.halves.clone();
+            let mut end: BoxFut<()> = Box::pin(async move {
+                if let Ok(mut rx) = halves.rx.try_lock() {
+                    rx.finish_close().await;
+                }
+            });
+            let _ = tick(py, this.rt(), &mut end);
         }
         {
             let mut st = this.lock();
@@ -639,7 +668,7 @@ impl AsyncConnection {
         let mut first_err = None;
         if this.closed.load(Ordering::Acquire) && this.lock().ops.is_empty() {
             this.unwatch(py);
-        } else if let Err(e) = Self::watch(slf) {
+        } else if let Err(e) = Self::watch(slf, readable) {
             first_err = Some(e);
         }
         if let Some(at) = close_wait {
@@ -773,25 +802,20 @@ impl AsyncConnection {
         if this.closed.swap(true, Ordering::AcqRel) {
             // A close in progress (its first awaiter may have been
             // cancelled): wait for its end too.
-            let closing = |op: &Op| matches!(op.kind, OpKind::Close(..));
-            if !this.lock().ops.iter().any(closing) {
+            if this.lock().close_waiters.is_none() {
                 return Ok(None);
             }
             let fut = this
                 .event_loop
                 .bind(py)
                 .call_method0(intern!(py, "create_future"))?;
-            let waiting = match this.lock().ops.iter_mut().find(|op| closing(op)) {
-                Some(Op {
-                    kind: OpKind::Close(c),
-                    ..
-                }) => {
-                    c.waiters.push(fut.clone().unbind());
+            let waiting = match this.lock().close_waiters.as_mut() {
+                Some(w) => {
+                    w.push(fut.clone().unbind());
                     true
                 }
-                _ => false,
+                None => false, // finished meanwhile
             };
-            // Finished meanwhile (another thread's pump): done.
             return Ok(waiting.then_some(fut));
         }
         let halves = this.halves.clone();
@@ -824,9 +848,9 @@ impl AsyncConnection {
             fut,
             flush_by: Instant::now() + CLOSE_FLUSH,
             drain_by,
-            waiters: Vec::new(),
         };
         let at = closing.deadline();
+        this.lock().close_waiters = Some(Vec::new());
         let pyfut = Self::enqueue(slf, OpKind::Close(Box::new(closing)))?;
         // Give up at the deadline even when the socket stays silent.
         Self::arm_close_timer(slf, at)?;
@@ -848,29 +872,72 @@ impl AsyncConnection {
         Ok(())
     }
 
-    /// Drive pending operations (the event loop calls this when the socket is ready).
+    /// Drive pending operations (the event loop calls this when the socket
+    /// is writable).
     fn _pump(slf: &Bound<'_, Self>) -> PyResult<()> {
-        Self::pump(slf, false)
+        Self::pump(slf, false, false)
+    }
+
+    /// Drive pending operations (the event loop calls this when the socket
+    /// is readable).
+    fn _readable(slf: &Bound<'_, Self>) -> PyResult<()> {
+        Self::pump(slf, false, true)
     }
 
     /// A close's deadline: drive pending operations (re-armed by the pump
     /// while the close goes on, also when this fired early).
     fn _close_timer(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.get().lock().close_timer = None;
-        Self::pump(slf, false)
+        Self::pump(slf, false, false)
     }
 
     /// The keepalive tick: drive pending operations so the runtime's timers
     /// (pings, the dead-peer check) run; re-armed while a recv waits.
     fn _heartbeat(slf: &Bound<'_, Self>) -> PyResult<()> {
         slf.get().lock().heartbeat_timer = None;
-        Self::pump(slf, true)
+        Self::pump(slf, true, false)
     }
 
     /// Whether `close()` was called.
     #[getter]
     fn closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// The Python objects this connection holds, for the garbage collector:
+    /// its timers, futures and loop refer back to it (a close whose awaiter
+    /// was cancelled, then the loop closed before its deadline, is such a
+    /// cycle).
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.event_loop)?;
+        visit.call(&self.encode)?;
+        if let Ok(st) = self.state.try_lock() {
+            for op in &st.ops {
+                visit.call(&op.pyfut)?;
+            }
+            for v in st.stash.iter().flatten() {
+                visit.call(v)?;
+            }
+            if let Some((t, _)) = &st.close_timer {
+                visit.call(t)?;
+            }
+            visit.call(&st.heartbeat_timer)?;
+            for w in st.close_waiters.iter().flatten() {
+                visit.call(w)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Only reached when the connection is garbage: drop what it holds.
+    fn __clear__(&self) {
+        if let Ok(mut st) = self.state.try_lock() {
+            st.ops.clear();
+            st.stash.clear();
+            st.close_timer = None;
+            st.heartbeat_timer = None;
+            st.close_waiters = None;
+        }
     }
 
     /// Raw sockets: the close code of how the socket ended (`None` while open).

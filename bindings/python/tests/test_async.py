@@ -281,6 +281,7 @@ async def test_a_close_given_up_ends_the_connection_and_outlives_its_cancelled_a
         assert any(r is not None for r in res), res
         for r in res:
             assert r is None or (isinstance(r, fal_realtime.ClosedError) and "not sent" in str(r)), r
+        assert conn.stats.frames_sent == 1 + res.count(None)
         with contextlib.suppress(fal_realtime.FalRealtimeError):
             assert await asyncio.wait_for(recv, 5) is None
 

@@ -106,3 +106,28 @@ async def test_ws_async_recv_after_a_clean_close_raises_connection_closed_ok(cli
         with pytest.raises(fal_realtime.ClosedError) as again:
             await ws.recv(timeout=10)
         assert not isinstance(again.value, fal_realtime.ConnectionClosedOK) and again.value.code == 4321
+
+
+async def test_ws_async_close_given_up_reports_1006(client: Client) -> None:
+    """A close that gave up (the server read nothing for 10 s) shut the socket
+    down without a close frame: it says 1006, as ``websockets`` does, and
+    ``recv`` raises ``ClosedError``, not ``ConnectionClosedOK`` (before:
+    ``close_code`` stayed ``None`` and ``recv`` reported a clean end)."""
+    import asyncio
+
+    import pytest
+
+    blob = bytes(1 << 20)
+    async with client.ws_connect_async("owner/control", path="/realtime") as ws:
+        await ws.send(fal_realtime.packb({"do": "pause", "ms": 60000}))  # the server stops reading
+        frame = fal_realtime.packb({"blob": blob})
+        sends = [asyncio.ensure_future(ws.send(frame)) for _ in range(64)]
+        await asyncio.sleep(0.5)
+        assert not all(s.done() for s in sends)  # the socket's buffers are full
+        await asyncio.wait_for(ws.close(), 30)
+        res = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 5)
+        assert any(isinstance(r, fal_realtime.ClosedError) for r in res), res
+        assert ws.close_code == 1006
+        with pytest.raises(fal_realtime.ClosedError) as ei:
+            await ws.recv(timeout=10)
+        assert not isinstance(ei.value, fal_realtime.ConnectionClosedOK) and ei.value.code == 1006

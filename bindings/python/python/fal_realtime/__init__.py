@@ -240,10 +240,11 @@ class AsyncRealtimeConnection:
         Inputs still queued (sends other tasks started) go out first, then the
         close frame; then waits up to 1 s for the server's reply (unless another
         task awaits :meth:`recv`, which gets it). When none of those sends
-        finishes for 10 s (the server reads nothing), gives up: the connection
-        is shut down without a close frame, each send still queued raises
-        :class:`ClosedError`, and a pending :meth:`recv` ends. Cancelling the
-        awaiting task does not stop the close; a second call waits for its end.
+        finishes for 10 s (the server reads nothing, or too little), gives up:
+        the connection is shut down without a close frame, each send still
+        queued raises :class:`ClosedError`, and a pending :meth:`recv` ends.
+        Cancelling the awaiting task does not stop the close; a second call
+        waits for its end.
         """
         pending = self._c.close()
         if pending is not None:
@@ -325,10 +326,10 @@ class AsyncWsConnection:
         sent, or a reason over 123 bytes, raises :class:`InvalidArgumentError`.
 
         Frames still queued (sends other tasks started) go out before the close
-        frame. When none of them finishes for 10 s (the server reads nothing),
-        gives up: the socket is shut down without a close frame, each frame
-        still queued raises :class:`ClosedError`, and a pending :meth:`recv`
-        ends. Cancelling the awaiting task does not stop the close; a second
+        frame. When none of them finishes for 10 s (the server reads nothing,
+        or too little), gives up: the socket is shut down without a close frame
+        (:attr:`close_code` 1006), each frame still queued raises
+        :class:`ClosedError`, and a pending :meth:`recv` ends. Cancelling the awaiting task does not stop the close; a second
         call waits for its end."""
         pending = self._c.close(code, reason)
         if pending is not None:

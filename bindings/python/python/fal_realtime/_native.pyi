@@ -182,7 +182,11 @@ class AsyncConnection:
         """Raw sockets: the reason of the server's close frame; ``None`` while open."""
     def _putback(self, fut: Any) -> None: ...
     def _pump(self) -> None:
-        """Drive pending operations (called by the event loop)."""
+        """Drive pending operations (called by the event loop: writable)."""
+    def _readable(self) -> None:
+        """Drive pending operations (called by the event loop: readable)."""
+    def _close_timer(self) -> None:
+        """A close's deadline (called by the event loop)."""
     def _heartbeat(self) -> None:
         """The keepalive tick while a recv waits (called by the event loop)."""
     @property
