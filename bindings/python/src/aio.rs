@@ -338,6 +338,13 @@ struct LoopState {
     close_waiters: Option<Vec<Py<PyAny>>>,
 }
 
+impl LoopState {
+    /// Whether a send waits: a new send or close goes behind it.
+    fn sends_queued(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op.kind, OpKind::Send(_)))
+    }
+}
+
 /// The native half of an asyncio connection; wrapped by
 /// `fal_realtime.AsyncRealtimeConnection` / `AsyncWsConnection`.
 #[pyclass(frozen, module = "fal_realtime._native")]
@@ -715,12 +722,7 @@ impl AsyncConnection {
         }
         let halves = this.halves.clone();
         let mut fut: BoxFut<CoreResult<()>> = Box::pin(async move { halves.send(frame).await });
-        let queued = this
-            .lock()
-            .ops
-            .iter()
-            .any(|op| matches!(op.kind, OpKind::Send(_)));
-        if !queued {
+        if !this.lock().sends_queued() {
             if let Poll::Ready(r) = tick(py, this.rt(), &mut fut) {
                 return r.map(|()| None).map_err(|e| errors::to_py(py, &e));
             }
@@ -832,12 +834,7 @@ impl AsyncConnection {
         // Sends queued before the close go out first: polled now, the close
         // would take the sends' lock ahead of those not yet polled, which
         // would then fail as closed. The pump polls it after them.
-        let sends_queued = this
-            .lock()
-            .ops
-            .iter()
-            .any(|op| matches!(op.kind, OpKind::Send(_)));
-        if !sends_queued && tick(py, this.rt(), &mut fut).is_ready() {
+        if !this.lock().sends_queued() && tick(py, this.rt(), &mut fut).is_ready() {
             // A recv may still be pending (it gets the server's close reply).
             if this.lock().ops.is_empty() {
                 this.unwatch(py);

@@ -69,12 +69,12 @@ pub fn closed_by_caller() -> PyErr {
 }
 
 /// `ClosedError`: `close()` gave up waiting for this queued send to go out
-/// (the server read nothing more for `waited`); it was not sent.
+/// (no queued send finished for `waited`); it was not sent.
 pub fn unsent_at_close(waited: std::time::Duration) -> PyErr {
     of_kind(
         ErrorKind::Closed,
         format!(
-            "not sent: close() was called with this input still queued, and for {} s no queued input went out (the server read nothing); the connection was shut down",
+            "not sent: close() was called with this input still queued, and for {} s no queued input went out (the server read nothing, or too little); the connection was shut down",
             waited.as_secs()
         ),
     )
